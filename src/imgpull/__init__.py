@@ -1,0 +1,1 @@
+"""imgpull: pull container images into archives without a Docker daemon."""

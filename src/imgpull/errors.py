@@ -1,0 +1,93 @@
+"""The errors imgpull raises, one tree, each with a message for users and a hint.
+
+    ImgpullError                 message + hint; ``temporary`` marks retryable conditions
+    ├── InvalidReferenceError    a reference that Docker would not accept
+    ├── ConfigError              bad flags, config files or credentials files
+    ├── AuthError                credentials missing or refused, token flow failed
+    ├── NotFoundError            repository, tag, manifest or blob unknown to the registry
+    ├── RateLimitedError         HTTP 429 (temporary)
+    ├── RegistryError            any other unexpected answer from a registry
+    ├── NetworkError             DNS, refused or reset connections, timeouts (temporary)
+    │   ├── TLSError             certificate or handshake failures (not temporary)
+    │   └── ProxyError           the proxy itself failed
+    ├── DigestMismatchError      bytes that do not match the digest they were asked for
+    ├── UnsupportedError         schema 1 manifests, unknown media types
+    ├── PlatformNotFoundError    an index without the requested platform (lists what exists)
+    └── ArchiveError             an archive that cannot be written or read
+
+Lower-layer exceptions (urllib3, OSError, JSON) are translated into this tree once, at
+the module boundary where they occur; callers above never see library exceptions.
+"""
+
+from __future__ import annotations
+
+
+class ImgpullError(Exception):
+    """Base error: ``message`` says what went wrong, ``hint`` what to do about it."""
+
+    temporary: bool = False
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidReferenceError(ImgpullError):
+    pass
+
+
+class ConfigError(ImgpullError):
+    pass
+
+
+class AuthError(ImgpullError):
+    pass
+
+
+class NotFoundError(ImgpullError):
+    pass
+
+
+class RateLimitedError(ImgpullError):
+    temporary = True
+
+
+class RegistryError(ImgpullError):
+    def __init__(self, message: str, hint: str = "", *, status: int = 0) -> None:
+        super().__init__(message, hint)
+        self.status = status
+        self.temporary = status in (408, 500, 502, 503, 504)
+
+
+class NetworkError(ImgpullError):
+    temporary = True
+
+
+class TLSError(NetworkError):
+    temporary = False
+
+
+class ProxyError(NetworkError):
+    pass
+
+
+class DigestMismatchError(ImgpullError):
+    pass
+
+
+class UnsupportedError(ImgpullError):
+    pass
+
+
+class PlatformNotFoundError(ImgpullError):
+    def __init__(self, message: str, hint: str = "", *, available: tuple[str, ...] = ()) -> None:
+        super().__init__(message, hint)
+        self.available = available
+
+
+class ArchiveError(ImgpullError):
+    pass
