@@ -1,0 +1,130 @@
+"""Writing image archives from a blob store.
+
+Two formats, one layout:
+
+* ``docker`` (default): an OCI image layout (``oci-layout``, ``index.json``,
+  ``blobs/sha256/...`` holding the original compressed blobs) plus Docker's
+  ``manifest.json`` pointing into ``blobs/``, as ``docker save`` writes since Docker 25.
+  ``docker load`` (20.10 and newer), ``podman load`` and skopeo's ``docker-archive:``
+  read the ``manifest.json`` view; OCI tools read the layout. Nothing is recompressed.
+* ``oci``: the OCI image layout alone.
+
+Member names are built only from validated digests and fixed names, so no tag or
+repository name can make an entry escape the archive. Image names live inside JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Literal
+
+from imgpull.digest import Digest
+from imgpull.model import ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME, OCI_INDEX, Manifest
+from imgpull.tarstream import TarStream
+
+ArchiveFormat = Literal["docker", "oci"]
+FORMATS: tuple[ArchiveFormat, ...] = ("docker", "oci")
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveImage:
+    """One image to store: its manifest and the names it is known by."""
+
+    manifest: Manifest
+    docker_tags: tuple[str, ...]  # RepoTags entries, e.g. "nginx:1.27"; may be empty
+    full_names: tuple[str, ...]  # canonical references, e.g. "docker.io/library/nginx:1.27"
+    tags: tuple[str, ...]  # bare tags for org.opencontainers.image.ref.name
+
+
+BlobOpener = Callable[[Digest], BinaryIO]
+
+
+def blob_path(digest: Digest) -> str:
+    return f"blobs/{digest.algorithm}/{digest.hex}"
+
+
+def _json(data: Any) -> bytes:
+    return json.dumps(data, separators=(",", ":"), sort_keys=False).encode()
+
+
+def _merge(images: Sequence[ArchiveImage]) -> list[ArchiveImage]:
+    """Images with the same manifest become one entry carrying every name."""
+    merged: dict[Digest, ArchiveImage] = {}
+    for image in images:
+        seen = merged.get(image.manifest.digest)
+        if seen is None:
+            merged[image.manifest.digest] = image
+            continue
+        merged[image.manifest.digest] = ArchiveImage(
+            seen.manifest,
+            tuple(dict.fromkeys((*seen.docker_tags, *image.docker_tags))),
+            tuple(dict.fromkeys((*seen.full_names, *image.full_names))),
+            tuple(dict.fromkeys((*seen.tags, *image.tags))),
+        )
+    return list(merged.values())
+
+
+def index_json(images: Sequence[ArchiveImage]) -> dict[str, Any]:
+    manifests: list[dict[str, Any]] = []
+    for image in images:
+        names = list(zip(image.full_names, image.tags, strict=False)) or [("", "")]
+        for full_name, tag in names:
+            entry = image.manifest.descriptor.to_json()
+            annotations = {}
+            if full_name:
+                annotations[ANNOTATION_CONTAINERD_NAME] = full_name
+            if tag:
+                annotations[ANNOTATION_REF_NAME] = tag
+            if annotations:
+                entry["annotations"] = annotations
+            manifests.append(entry)
+    return {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}
+
+
+def docker_manifest_json(images: Sequence[ArchiveImage]) -> list[dict[str, Any]]:
+    return [
+        {
+            "Config": blob_path(image.manifest.config.digest),
+            "RepoTags": list(image.docker_tags),
+            "Layers": [blob_path(layer.digest) for layer in image.manifest.layers],
+        }
+        for image in images
+    ]
+
+
+def write_archive(
+    out: BinaryIO,
+    images: Sequence[ArchiveImage],
+    open_blob: BlobOpener,
+    *,
+    archive_format: ArchiveFormat = "docker",
+) -> int:
+    """Write the archive to ``out`` (a file or a pipe); returns the bytes written."""
+    unique = _merge(images)
+    tar = TarStream(out)
+    tar.add_bytes("oci-layout", _json({"imageLayoutVersion": "1.0.0"}))
+    tar.add_directory("blobs")
+    algorithms = sorted(
+        {d.digest.algorithm for image in unique for d in image.manifest.blobs}
+        | {image.manifest.digest.algorithm for image in unique}
+    )
+    for algorithm in algorithms:
+        tar.add_directory(f"blobs/{algorithm}")
+    written: set[Digest] = set()
+    for image in unique:
+        if image.manifest.digest not in written:
+            written.add(image.manifest.digest)
+            tar.add_bytes(blob_path(image.manifest.digest), image.manifest.raw)
+        for descriptor in image.manifest.blobs:
+            if descriptor.digest in written:
+                continue
+            written.add(descriptor.digest)
+            with open_blob(descriptor.digest) as source:
+                tar.add_file(blob_path(descriptor.digest), source, descriptor.size)
+    tar.add_bytes("index.json", _json(index_json(unique)))
+    if archive_format == "docker":
+        tar.add_bytes("manifest.json", _json(docker_manifest_json(unique)))
+    tar.close()
+    return tar.written

@@ -1,0 +1,424 @@
+"""The command line: flags to Settings, progress rendering, and errors as one line.
+
+Human output goes to standard error; standard output carries only data (an archive with
+``-o -``, JSON from ``inspect``, tags), so every command can be piped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn, TextIO
+
+from imgpull import __version__
+from imgpull.archive import FORMATS
+from imgpull.errors import (
+    AuthError,
+    ConfigError,
+    DigestMismatchError,
+    ImgpullError,
+    InvalidReferenceError,
+    NetworkError,
+    NotFoundError,
+    PlatformNotFoundError,
+)
+from imgpull.model import Platform
+from imgpull.operations import STDOUT, PullResult
+from imgpull.render import human_size, make_reporter
+from imgpull.settings import Settings
+
+# Exit codes, in one place.
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_AUTH = 3
+EXIT_NOT_FOUND = 4
+EXIT_NETWORK = 5
+EXIT_INTEGRITY = 6
+EXIT_INTERRUPTED = 130
+
+_EXIT_FOR: tuple[tuple[type[ImgpullError], int], ...] = (
+    (InvalidReferenceError, EXIT_USAGE),
+    (ConfigError, EXIT_USAGE),
+    (AuthError, EXIT_AUTH),
+    (NotFoundError, EXIT_NOT_FOUND),
+    (PlatformNotFoundError, EXIT_NOT_FOUND),
+    (NetworkError, EXIT_NETWORK),
+    (DigestMismatchError, EXIT_INTEGRITY),
+)
+
+
+class UsageError(ImgpullError):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message, f"see `{self.prog} --help`")
+
+
+def _network_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("registry access")
+    group.add_argument("-u", "--username", help="registry user name")
+    group.add_argument("-p", "--password", help="password (prefer --password-stdin)")
+    group.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    group.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow plain HTTP and skip TLS verification for every registry",
+    )
+    group.add_argument(
+        "--insecure-registry",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="like --insecure for one registry (repeatable)",
+    )
+    group.add_argument(
+        "--ca-cert",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="trust the CA certificates in this PEM file (repeatable); "
+        "SSL_CERT_FILE is honoured too",
+    )
+    group.add_argument(
+        "--retries",
+        type=int,
+        default=3,
+        metavar="N",
+        help="retries per request on network errors and 5xx/429 (default 3)",
+    )
+    group.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="give up connecting after this long (default 10)",
+    )
+
+
+def _common_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="log HTTP requests (without secrets) and show tracebacks",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="imgpull",
+        description="Pull container images from OCI/Docker registries into archives that "
+        "docker, podman and skopeo load, without a Docker daemon.",
+    )
+    parser.add_argument("--version", action="version", version=f"imgpull {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    pull = commands.add_parser(
+        "pull",
+        help="pull images into an archive",
+        description="Pull one or more images into one archive. The default format is an OCI "
+        "image layout that also carries Docker's manifest.json, so `docker load`, `podman "
+        "load`, skopeo (docker-archive: and oci-archive:) and OCI tools all read it; "
+        "--format oci writes the OCI layout alone. Layers are stored as the registry "
+        "served them (compressed) and shared layers once.",
+    )
+    pull.add_argument(
+        "images",
+        nargs="*",
+        metavar="IMAGE",
+        help="image references, e.g. nginx:1.27 or quay.io/org/app@sha256:...",
+    )
+    pull.add_argument(
+        "-f",
+        "--file",
+        action="append",
+        default=[],
+        metavar="LISTFILE",
+        help="read references from a file, one per line ('-' for stdin)",
+    )
+    pull.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="archive path, '-' for standard output (default: derived from the image name)",
+    )
+    pull.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="docker",
+        help="docker (default: OCI layout + docker manifest.json) or oci",
+    )
+    pull.add_argument(
+        "--platform",
+        metavar="OS/ARCH[/VARIANT]",
+        help=f"platform to pick from multi-arch images (default {Platform.host()})",
+    )
+    pull.add_argument(
+        "-j", "--jobs", type=int, default=4, metavar="N", help="parallel downloads (default 4)"
+    )
+    pull.add_argument(
+        "--cache-dir",
+        type=Path,
+        metavar="DIR",
+        help="blob cache directory (default: IMGPULL_CACHE_DIR or the user cache directory)",
+    )
+    pull.add_argument("--no-cache", action="store_true", help="do not read or fill the blob cache")
+    _network_options(pull)
+    _common_options(pull)
+
+    inspect = commands.add_parser("inspect", help="describe an image without pulling it")
+    inspect.add_argument("image", metavar="IMAGE")
+    inspect.add_argument(
+        "--raw", action="store_true", help="print the manifest exactly as the registry served it"
+    )
+    inspect.add_argument(
+        "--platform",
+        metavar="OS/ARCH[/VARIANT]",
+        help="for a multi-arch image, also describe this platform's image",
+    )
+    _network_options(inspect)
+    _common_options(inspect)
+
+    tags = commands.add_parser("tags", help="list the tags of a repository")
+    tags.add_argument("repository", metavar="REPOSITORY")
+    _network_options(tags)
+    _common_options(tags)
+
+    login = commands.add_parser(
+        "login", help="save credentials for a registry (same file as docker login)"
+    )
+    login.add_argument("registry", nargs="?", default="docker.io", metavar="REGISTRY")
+    _network_options(login)
+    _common_options(login)
+
+    logout = commands.add_parser("logout", help="forget saved credentials for a registry")
+    logout.add_argument("registry", nargs="?", default="docker.io", metavar="REGISTRY")
+    _common_options(logout)
+    return parser
+
+
+def _read_password(args: argparse.Namespace, stdin: TextIO) -> str | None:
+    if getattr(args, "password_stdin", False):
+        if args.password is not None:
+            raise UsageError("--password and --password-stdin are mutually exclusive")
+        return stdin.read().rstrip("\r\n")
+    password: str | None = getattr(args, "password", None)
+    return password
+
+
+def settings_from(args: argparse.Namespace, stdin: TextIO = sys.stdin) -> Settings:
+    password = _read_password(args, stdin)
+    username: str | None = getattr(args, "username", None)
+    if password is not None and username is None:
+        raise UsageError("a password was given without --username")
+    overrides: dict[str, object] = {
+        "insecure": bool(getattr(args, "insecure", False)),
+        "insecure_registries": frozenset(getattr(args, "insecure_registry", ())),
+        "ca_certs": tuple(getattr(args, "ca_cert", ())),
+        "username": username,
+        "password": password,
+        "retries": max(0, getattr(args, "retries", 3)),
+        "connect_timeout": getattr(args, "connect_timeout", 10.0),
+    }
+    if getattr(args, "jobs", None):
+        overrides["jobs"] = max(1, args.jobs)
+    if getattr(args, "cache_dir", None):
+        overrides["cache_dir"] = args.cache_dir
+    if getattr(args, "no_cache", False):
+        overrides["use_cache"] = False
+    for path in overrides["ca_certs"]:  # type: ignore[attr-defined]
+        if not Path(path).is_file():
+            raise ConfigError(f"CA file {path} does not exist", "check the --ca-cert path")
+    return Settings.from_environment(**overrides)
+
+
+def _references(args: argparse.Namespace, stdin: TextIO) -> list[str]:
+    refs = list(args.images)
+    for name in args.file:
+        try:
+            text = stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read image list {name}: {exc.strerror}") from exc
+        for line in text.splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line:
+                refs.append(line)
+    if not refs:
+        raise UsageError("no images to pull", "name images or pass -f LISTFILE")
+    return refs
+
+
+def cmd_pull(args: argparse.Namespace, stdin: TextIO) -> int:
+    from imgpull.operations import pull
+
+    if args.password_stdin and "-" in args.file:
+        raise UsageError("--password-stdin and -f - both want standard input")
+    refs = _references(args, stdin)
+    settings = settings_from(args, stdin)
+    platform = Platform.parse(args.platform) if args.platform else None
+    reporter = make_reporter(quiet=args.quiet)
+    result = pull(
+        refs,
+        args.output,
+        platform=platform,
+        archive_format=args.format,
+        settings=settings,
+        reporter=reporter,
+    )
+    if not args.quiet:
+        _summary(result)
+    return EXIT_OK
+
+
+def _summary(result: PullResult) -> None:
+    err = sys.stderr
+    for image in result.images:
+        print(f"Pulled {image.reference.familiar}", file=err)
+        print(f"  digest:   {image.digest}", file=err)
+        if image.digest != image.manifest.digest:
+            print(f"  manifest: {image.manifest.digest}", file=err)
+        print(f"  platform: {image.platform}", file=err)
+        print(
+            f"  size:     {human_size(image.size)} in {len(image.manifest.layers)} layers", file=err
+        )
+    if result.output == STDOUT:
+        print(f"Wrote {human_size(result.archive_size)} to standard output", file=err)
+        return
+    print(
+        f"Wrote {result.output} ({human_size(result.archive_size)}, "
+        f"{result.archive_format} format)",
+        file=err,
+    )
+    quoted = result.output if " " not in result.output else f'"{result.output}"'
+    if result.archive_format == "docker":
+        print(f"Load it with: docker load -i {quoted}   (or: podman load -i {quoted})", file=err)
+    else:
+        print(
+            f"Use it with: skopeo copy oci-archive:{quoted} ...   (or: podman load -i {quoted})",
+            file=err,
+        )
+
+
+def cmd_inspect(args: argparse.Namespace, stdin: TextIO) -> int:
+    from imgpull.operations import inspect, raw_manifest
+
+    settings = settings_from(args, stdin)
+    if args.raw:
+        sys.stdout.buffer.write(raw_manifest(args.image, settings=settings))
+        sys.stdout.flush()
+        return EXIT_OK
+    platform = Platform.parse(args.platform) if args.platform else None
+    print(json.dumps(inspect(args.image, platform=platform, settings=settings), indent=2))
+    return EXIT_OK
+
+
+def cmd_tags(args: argparse.Namespace, stdin: TextIO) -> int:
+    from imgpull.operations import list_tags
+
+    for tag in list_tags(args.repository, settings=settings_from(args, stdin)):
+        print(tag)
+    return EXIT_OK
+
+
+def cmd_login(args: argparse.Namespace, stdin: TextIO) -> int:
+    from imgpull.operations import login
+
+    if not args.username:
+        if not stdin.isatty():
+            raise UsageError(
+                "login needs --username", "e.g. imgpull login REGISTRY -u NAME --password-stdin"
+            )
+        args.username = input("Username: ")
+    if args.password is None and not args.password_stdin:
+        if not stdin.isatty():
+            raise UsageError("login needs a password", "pass it with --password-stdin")
+        args.password = getpass.getpass("Password: ")
+    settings = settings_from(args, stdin)
+    where = login(args.registry, settings=settings)
+    if not args.quiet:
+        print(f"Login succeeded; credentials saved in {where}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_logout(args: argparse.Namespace, stdin: TextIO) -> int:
+    from imgpull.operations import logout
+
+    removed = logout(args.registry, settings=Settings.from_environment())
+    if not args.quiet:
+        message = "Removed credentials for" if removed else "Not logged in to"
+        print(f"{message} {args.registry}", file=sys.stderr)
+    return EXIT_OK
+
+
+_COMMANDS = {
+    "pull": cmd_pull,
+    "inspect": cmd_inspect,
+    "tags": cmd_tags,
+    "login": cmd_login,
+    "logout": cmd_logout,
+}
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def render_error(exc: ImgpullError) -> str:
+    line = f"imgpull: error: {_one_line(exc.message)}"
+    if exc.hint:
+        line += f" ({_one_line(exc.hint)})"
+    return line
+
+
+def exit_code(exc: ImgpullError) -> int:
+    if isinstance(exc, UsageError):
+        return EXIT_USAGE
+    return next((code for kind, code in _EXIT_FOR if isinstance(exc, kind)), EXIT_ERROR)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(asctime)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        args = build_parser().parse_args(argv)
+        return _COMMANDS[args.command](args, sys.stdin)
+    except ImgpullError as exc:
+        if debug:
+            logging.getLogger("imgpull").exception("failed")
+        print(render_error(exc), file=sys.stderr)
+        return exit_code(exc)
+    except ValueError as exc:  # platform strings and the like, validated late
+        if debug:
+            raise
+        print(f"imgpull: error: {_one_line(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("imgpull: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_ERROR
+    except Exception as exc:
+        if debug:
+            raise
+        print(
+            f"imgpull: internal error: {type(exc).__name__}: {_one_line(str(exc))} "
+            "(run again with --debug and report it)",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
