@@ -16,6 +16,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Self
 
+from filelock import FileLock
+
 from imgpull.digest import Digest, Verifier
 from imgpull.errors import ArchiveError
 
@@ -71,9 +73,25 @@ class PartialBlob:
         self.final = final
         self.verifier = Verifier(digest, size, what=what)
         self._file: BinaryIO | None = None
+        # One writer per blob across threads and processes; the others wait, then find
+        # the blob complete. flock-style locks vanish with their process, even on kill -9.
+        self._lock = FileLock(str(path) + ".lock")
+
+    @property
+    def complete(self) -> bool:
+        """True when another writer finished this blob while we waited for the lock."""
+        try:
+            return self.final.stat().st_size == self.verifier.size
+        except OSError:
+            return False
 
     def __enter__(self) -> Self:
-        self._file = self.path.open("a+b")
+        self._lock.acquire()
+        try:
+            self._file = self.path.open("a+b")
+        except BaseException:
+            self._lock.release()
+            raise
         self._file.seek(0)
         try:
             while chunk := self._file.read(_READ_CHUNK):
@@ -89,6 +107,7 @@ class PartialBlob:
         if self._file is not None:
             self._file.close()
             self._file = None
+        self._lock.release()
 
     @property
     def offset(self) -> int:

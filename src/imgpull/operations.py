@@ -230,6 +230,9 @@ def _fetch_one(
 
     label = f"{what} {descriptor.digest} of {ref.familiar_name}"
     with cache.partial(descriptor.digest, descriptor.size, what=label) as partial:
+        if partial.complete:
+            reporter.blob_done(descriptor)
+            return
         if partial.offset:
             reporter.blob_progress(descriptor, partial.offset)
         session.client(ref).download_blob(

@@ -31,6 +31,7 @@ log = logging.getLogger("imgpull.registry")
 
 MAX_MANIFEST_BYTES: Final = 4 * 1024 * 1024
 CHUNK: Final = 1024 * 1024
+TAGS_PAGE_SIZE = 1000
 
 ProgressCallback = Callable[[int], None]
 
@@ -276,7 +277,7 @@ class RegistryClient:
     # -- tags -----------------------------------------------------------------------------
 
     def list_tags(self, repository: str) -> Iterator[str]:
-        path: str | None = f"/v2/{repository}/tags/list?n=1000"
+        path: str | None = f"/v2/{repository}/tags/list?n={TAGS_PAGE_SIZE}"
         seen: set[str] = set()
         while path:
             response = self.request("GET", path, repository=repository)
