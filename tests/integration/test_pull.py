@@ -12,15 +12,15 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-
-from imgpull.operations import Session, inspect, list_tags, pull, raw_manifest
-from imgpull.reference import parse_reference
-from imgpull.settings import Settings
 from tests.archive_view import ArchiveView
 from tests.cli import run_imgpull
 from tests.fixtures.images import StandardImages
 from tests.fixtures.registry import RegistryServer
 from tests.fixtures.tokenserver import TokenServer
+
+from imgpull.operations import Session, inspect, list_tags, pull, raw_manifest
+from imgpull.reference import parse_reference
+from imgpull.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("fresh_env")
 
@@ -308,7 +308,7 @@ class _PagedTags(http.server.BaseHTTPRequestHandler):
         "d": (["e"], None),
     }
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
         tags, link = self.pages[query.get("last", [""])[0]]
         body = json.dumps({"name": "x", "tags": tags}).encode()
