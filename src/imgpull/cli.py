@@ -290,9 +290,9 @@ def _summary(result: PullResult) -> None:
         if image.digest != image.manifest.digest:
             print(f"  manifest: {image.manifest.digest}", file=err)
         print(f"  platform: {image.platform}", file=err)
-        print(
-            f"  size:     {human_size(image.size)} in {len(image.manifest.layers)} layers", file=err
-        )
+        count = len(image.manifest.layers)
+        layers = f"{count} layer" + ("" if count == 1 else "s")
+        print(f"  size:     {human_size(image.size)} in {layers}", file=err)
     if result.output == STDOUT:
         print(f"Wrote {human_size(result.archive_size)} to standard output", file=err)
         return

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import sys
-import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
@@ -301,14 +301,16 @@ def _write(
 def _atomic_output(path: Path) -> Iterator[BinaryIO]:
     """A temporary file beside ``path``, renamed onto it only if the body succeeds."""
     directory = path.resolve().parent
+    # Not mkstemp: its 0600 mode would stick to the archive; "x" honours the umask.
+    temp = directory / f".{path.name}.{secrets.token_hex(4)}.partial"
     try:
-        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=directory)
+        out = temp.open("xb")
     except OSError as exc:
         raise ArchiveError(
             f"cannot write in {directory}: {exc.strerror}", "choose another path with -o"
         ) from exc
     try:
-        with os.fdopen(fd, "wb") as out:
+        with out:
             yield out
         os.replace(temp, path)
     except BaseException as exc:

@@ -25,7 +25,7 @@ from imgpull.errors import (
 )
 from imgpull.model import ACCEPT_MANIFESTS, Descriptor, Index, Manifest, parse_manifest
 from imgpull.settings import RegistryHost
-from imgpull.transport import HttpClient, Response, backoff, redact
+from imgpull.transport import HttpClient, Response, backoff, redact, translate
 
 log = logging.getLogger("imgpull.registry")
 
@@ -295,8 +295,6 @@ class RegistryClient:
 
 
 def _chunks(response: Response, host: str) -> Iterator[bytes]:
-    from imgpull.transport import translate
-
     try:
         while True:
             chunk = response.read(CHUNK, decode_content=False)
