@@ -12,15 +12,15 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+
+from imgpull.operations import Session, inspect, list_tags, pull, raw_manifest
+from imgpull.reference import parse_reference
+from imgpull.settings import Settings
 from tests.archive_view import ArchiveView
 from tests.cli import run_imgpull
 from tests.fixtures.images import StandardImages
 from tests.fixtures.registry import RegistryServer
 from tests.fixtures.tokenserver import TokenServer
-
-from imgpull.operations import Session, inspect, list_tags, pull, raw_manifest
-from imgpull.reference import parse_reference
-from imgpull.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("fresh_env")
 
