@@ -57,11 +57,18 @@ def _merge(images: Sequence[ArchiveImage]) -> list[ArchiveImage]:
         if seen is None:
             merged[image.manifest.digest] = image
             continue
+        # (full name, tag) pairs stay together: two names may share a tag.
+        pairs = dict.fromkeys(
+            (
+                *zip(seen.full_names, seen.tags, strict=True),
+                *zip(image.full_names, image.tags, strict=True),
+            )
+        )
         merged[image.manifest.digest] = ArchiveImage(
             seen.manifest,
             tuple(dict.fromkeys((*seen.docker_tags, *image.docker_tags))),
-            tuple(dict.fromkeys((*seen.full_names, *image.full_names))),
-            tuple(dict.fromkeys((*seen.tags, *image.tags))),
+            tuple(name for name, _ in pairs),
+            tuple(tag for _, tag in pairs),
         )
     return list(merged.values())
 
@@ -69,7 +76,7 @@ def _merge(images: Sequence[ArchiveImage]) -> list[ArchiveImage]:
 def index_json(images: Sequence[ArchiveImage]) -> dict[str, Any]:
     manifests: list[dict[str, Any]] = []
     for image in images:
-        names = list(zip(image.full_names, image.tags, strict=False)) or [("", "")]
+        names = list(zip(image.full_names, image.tags, strict=True)) or [("", "")]
         for full_name, tag in names:
             entry = image.manifest.descriptor.to_json()
             annotations = {}

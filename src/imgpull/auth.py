@@ -55,7 +55,7 @@ _RFC7230_TCHARS = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _PARAM_RE = re.compile(
     rf'\s*({_RFC7230_TCHARS})\s*=\s*(?:"((?:[^"\\]|\\.)*)"|({_RFC7230_TCHARS}))\s*,?'
 )
-_SCHEME_RE = re.compile(rf"\s*({_RFC7230_TCHARS})(?:\s+|$)")
+_SCHEME_RE = re.compile(rf"\s*({_RFC7230_TCHARS})(?:\s+|$|(?=,))")
 
 
 def parse_challenges(header: str) -> list[Challenge]:
@@ -388,13 +388,12 @@ def remove_credentials(config_dir: Path, registry: str) -> bool:
         run_credential_helper(str(helper), "erase", store_key(registry))
         removed = True
     auths = config.get("auths") or {}
-    for key in auth_keys(registry):
-        if key in auths:
-            del auths[key]
-            removed = True
-    if removed and not helper:
+    stale = [key for key in auth_keys(registry) if key in auths]
+    for key in stale:
+        del auths[key]
+    if stale:
         _write_config(config_dir, config)
-    return removed
+    return removed or bool(stale)
 
 
 def _write_config(config_dir: Path, config: dict[str, Any]) -> None:

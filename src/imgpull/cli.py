@@ -209,6 +209,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _platform(text: str | None) -> Platform | None:
+    if not text:
+        return None
+    try:
+        return Platform.parse(text)
+    except ValueError as exc:
+        raise UsageError(str(exc), "e.g. --platform linux/arm64 or linux/arm/v7") from exc
+
+
 def _read_password(args: argparse.Namespace, stdin: TextIO) -> str | None:
     if getattr(args, "password_stdin", False):
         if args.password is not None:
@@ -267,7 +276,7 @@ def cmd_pull(args: argparse.Namespace, stdin: TextIO) -> int:
         raise UsageError("--password-stdin and -f - both want standard input")
     refs = _references(args, stdin)
     settings = settings_from(args, stdin)
-    platform = Platform.parse(args.platform) if args.platform else None
+    platform = _platform(args.platform)
     reporter = make_reporter(quiet=args.quiet)
     result = pull(
         refs,
@@ -319,7 +328,7 @@ def cmd_inspect(args: argparse.Namespace, stdin: TextIO) -> int:
         sys.stdout.buffer.write(raw_manifest(args.image, settings=settings))
         sys.stdout.flush()
         return EXIT_OK
-    platform = Platform.parse(args.platform) if args.platform else None
+    platform = _platform(args.platform)
     print(json.dumps(inspect(args.image, platform=platform, settings=settings), indent=2))
     return EXIT_OK
 
@@ -403,11 +412,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             logging.getLogger("imgpull").exception("failed")
         print(render_error(exc), file=sys.stderr)
         return exit_code(exc)
-    except ValueError as exc:  # platform strings and the like, validated late
-        if debug:
-            raise
-        print(f"imgpull: error: {_one_line(str(exc))}", file=sys.stderr)
-        return EXIT_USAGE
     except KeyboardInterrupt:
         print("imgpull: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -415,7 +419,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except Exception as exc:
         if debug:
-            raise
+            logging.getLogger("imgpull").exception("internal error")
         print(
             f"imgpull: internal error: {type(exc).__name__}: {_one_line(str(exc))} "
             "(run again with --debug and report it)",

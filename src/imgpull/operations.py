@@ -146,8 +146,16 @@ def _destination(output: str | os.PathLike[str] | None, refs: Sequence[Reference
             "refusing to write an archive to a terminal",
             "redirect standard output, e.g. `imgpull pull IMAGE -o - | docker load`",
         )
-    if text != STDOUT and Path(text).is_dir():
-        raise ConfigError(f"output {text} is a directory", "name a file, e.g. -o image.tar")
+    if text != STDOUT:
+        path = Path(text)
+        if path.is_dir():
+            raise ConfigError(f"output {text} is a directory", "name a file, e.g. -o image.tar")
+        # Fail before downloading anything, not after.
+        if not path.resolve().parent.is_dir():
+            raise ConfigError(
+                f"cannot write {text}: directory {path.resolve().parent} does not exist",
+                "create it or choose another path with -o",
+            )
     return text
 
 

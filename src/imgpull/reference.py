@@ -366,7 +366,12 @@ class Reference:
         if self.registry != DOCKER_HUB:
             return self.name
         rest = self.repository.removeprefix(OFFICIAL_PREFIX)
-        return rest if rest != self.repository and "/" not in rest else self.repository
+        short = rest if rest != self.repository and "/" not in rest else self.repository
+        # Docker would shorten docker.io/a.b/c to "a.b/c", which reads back as registry
+        # "a.b"; keep the registry where the short form would change meaning.
+        if "/" in short and _is_domain_like(short.split("/", 1)[0]):
+            return self.name
+        return short
 
     @property
     def familiar(self) -> str:

@@ -70,8 +70,11 @@ def retry_after(response: Response) -> float | None:
     try:
         return max(0.0, float(value))
     except ValueError:
-        when = email.utils.parsedate_to_datetime(value)
-        return max(0.0, when.timestamp() - time.time()) if when else None
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (ValueError, TypeError):
+            return None  # unreadable: fall back to our own backoff
+        return max(0.0, when.timestamp() - time.time())
 
 
 def backoff(attempt: int) -> float:
@@ -245,14 +248,15 @@ def translate(exc: BaseException, url: str) -> NetworkError:
         return NetworkError(
             f"cannot resolve host {parts.hostname}", "check the registry name and your DNS"
         )
-    if isinstance(exc, ConnectTimeoutError):
-        return NetworkError(
-            f"timed out connecting to {host}", "check the network path or set a proxy"
-        )
-    if isinstance(exc, NewConnectionError):
+    # NewConnectionError subclasses ConnectTimeoutError in urllib3 2: test it first.
+    if isinstance(exc, NewConnectionError) and "timed out" not in str(exc):
         return NetworkError(
             f"cannot connect to {host}: {_reason(exc)}",
             "check the registry address and port, and that it is running",
+        )
+    if isinstance(exc, ConnectTimeoutError):
+        return NetworkError(
+            f"timed out connecting to {host}", "check the network path or set a proxy"
         )
     if isinstance(exc, ReadTimeoutError):
         return NetworkError(f"timed out waiting for {host}")
