@@ -16,7 +16,6 @@ import pytest
 
 from imgpull.cli import (
     EXIT_AUTH,
-    EXIT_ERROR,
     EXIT_INTEGRITY,
     EXIT_NETWORK,
     EXIT_NOT_FOUND,

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 import urllib3
+
 from tests.fixtures.certs import TestCA
 from tests.fixtures.images import (
     ALL_MANIFEST_MEDIA,
