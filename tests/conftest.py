@@ -29,6 +29,7 @@ import pytest
 
 from tests.fixtures.certs import TestCA, make_ca
 from tests.fixtures.images import StandardImages, push_standard_images
+from tests.fixtures.proxy_fixtures import *  # noqa: F403  (proxy, mirror and fault fixtures)
 from tests.fixtures.registry import RegistryServer, start_registry
 from tests.fixtures.tokenserver import TokenServer
 
@@ -50,6 +51,7 @@ _UNSET = (
     "CURL_CA_BUNDLE",
     "REGISTRY_AUTH_FILE",
     "DOCKER_AUTH_CONFIG",
+    "CONTAINERS_REGISTRIES_CONF",
 )
 
 
@@ -243,4 +245,20 @@ def fresh_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FreshEnv:
     monkeypatch.setenv("IMGPULL_CACHE_DIR", str(env.cache_dir))
     monkeypatch.setenv("XDG_CACHE_HOME", str(env.xdg_cache_home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(env.xdg_config_home))
+    # The machine's own mirror, insecure-registry and certs.d settings stay out of tests.
+    monkeypatch.setenv("CONTAINERS_REGISTRIES_CONF", str(root / "registries.conf"))
+    monkeypatch.setenv("IMGPULL_DAEMON_JSON", str(root / "daemon.json"))
+    monkeypatch.setenv("IMGPULL_CERTS_DIR", str(root / "certs.d"))
     return env
+
+
+# -- nothing may be skipped in CI ----------------------------------------------------------
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """In CI a skipped test is a failure: every component must be installed there."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter is not None else []
+    if os.environ.get("CI") and skipped and exitstatus == 0:
+        reporter.write_line(f"CI: {len(skipped)} test(s) skipped; failing the run", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

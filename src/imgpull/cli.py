@@ -10,13 +10,15 @@ import argparse
 import getpass
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn, TextIO
+from typing import Any, NoReturn, TextIO
 
 from imgpull import __version__
 from imgpull.archive import FORMATS
+from imgpull.config import Mirror
 from imgpull.errors import (
     AuthError,
     ConfigError,
@@ -29,8 +31,9 @@ from imgpull.errors import (
 )
 from imgpull.model import Platform
 from imgpull.operations import STDOUT, PullResult
+from imgpull.reference import normalize_registry
 from imgpull.render import human_size, make_reporter
-from imgpull.settings import Settings
+from imgpull.settings import Settings, redact_proxy
 
 # Exit codes, in one place.
 EXIT_OK = 0
@@ -103,6 +106,35 @@ def _network_options(parser: argparse.ArgumentParser) -> None:
         default=10.0,
         metavar="SECONDS",
         help="give up connecting after this long (default 10)",
+    )
+    group.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="give up on the whole operation after this long",
+    )
+    group.add_argument(
+        "--proxy",
+        metavar="URL",
+        help="proxy for every request: http://, https://, socks5:// or socks5h:// (names "
+        "resolved by the proxy), with user:password@ if needed; wins over HTTPS_PROXY, "
+        "HTTP_PROXY and ALL_PROXY (NO_PROXY still applies; loopback is never proxied)",
+    )
+    group.add_argument(
+        "--mirror",
+        action="append",
+        default=[],
+        metavar="REGISTRY=URL",
+        help="try this mirror for REGISTRY before the registry itself (repeatable, in order "
+        "of preference); a URL with a path is a prefix mirror, e.g. "
+        "docker.io=https://m.daocloud.io/docker.io",
+    )
+    group.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="imgpull config file (default: imgpull/config.toml in the user config "
+        "directory; `imgpull config` shows the effective settings)",
     )
 
 
@@ -203,6 +235,17 @@ def build_parser() -> argparse.ArgumentParser:
     _network_options(login)
     _common_options(login)
 
+    config = commands.add_parser(
+        "config",
+        help="show the effective settings and where each came from",
+        description="Show the settings imgpull would use (proxies, mirrors, insecure "
+        "registries, CA files) and their origin: flags, environment, imgpull's config file "
+        "(TOML), containers' registries.conf, Docker's daemon.json.",
+    )
+    config.add_argument("--json", action="store_true", help="print JSON")
+    _network_options(config)
+    _common_options(config)
+
     logout = commands.add_parser("logout", help="forget saved credentials for a registry")
     logout.add_argument("registry", nargs="?", default="docker.io", metavar="REGISTRY")
     _common_options(logout)
@@ -227,19 +270,37 @@ def _read_password(args: argparse.Namespace, stdin: TextIO) -> str | None:
     return password
 
 
+def _mirrors(values: Sequence[str]) -> dict[str, tuple[Mirror, ...]]:
+    mirrors: dict[str, list[Mirror]] = {}
+    for value in values:
+        registry, sep, url = value.partition("=")
+        if not sep or not registry or not url:
+            raise UsageError(
+                f"invalid --mirror {value!r}", "use REGISTRY=URL, e.g. docker.io=https://mirror"
+            )
+        name = normalize_registry(registry)
+        mirrors.setdefault(name, []).append(Mirror.parse(url, "--mirror"))
+    return {name: tuple(found) for name, found in mirrors.items()}
+
+
 def settings_from(args: argparse.Namespace, stdin: TextIO = sys.stdin) -> Settings:
     password = _read_password(args, stdin)
     username: str | None = getattr(args, "username", None)
     if password is not None and username is None:
         raise UsageError("a password was given without --username")
-    overrides: dict[str, object] = {
+    overrides: dict[str, Any] = {
         "insecure": bool(getattr(args, "insecure", False)),
-        "insecure_registries": frozenset(getattr(args, "insecure_registry", ())),
+        "insecure_registries": frozenset(
+            normalize_registry(r) for r in getattr(args, "insecure_registry", ())
+        ),
         "ca_certs": tuple(getattr(args, "ca_cert", ())),
         "username": username,
         "password": password,
         "retries": max(0, getattr(args, "retries", 3)),
         "connect_timeout": getattr(args, "connect_timeout", 10.0),
+        "timeout": getattr(args, "timeout", None),
+        "proxy": getattr(args, "proxy", None),
+        "mirrors": _mirrors(getattr(args, "mirror", ())),
     }
     if getattr(args, "jobs", None):
         overrides["jobs"] = max(1, args.jobs)
@@ -247,10 +308,10 @@ def settings_from(args: argparse.Namespace, stdin: TextIO = sys.stdin) -> Settin
         overrides["cache_dir"] = args.cache_dir
     if getattr(args, "no_cache", False):
         overrides["use_cache"] = False
-    for path in overrides["ca_certs"]:  # type: ignore[attr-defined]
+    for path in overrides["ca_certs"]:
         if not Path(path).is_file():
             raise ConfigError(f"CA file {path} does not exist", "check the --ca-cert path")
-    return Settings.from_environment(**overrides)
+    return Settings.from_environment(config_file=getattr(args, "config", None), **overrides)
 
 
 def _references(args: argparse.Namespace, stdin: TextIO) -> list[str]:
@@ -371,7 +432,89 @@ def cmd_logout(args: argparse.Namespace, stdin: TextIO) -> int:
     return EXIT_OK
 
 
+def describe_settings(settings: Settings) -> dict[str, Any]:
+    origins = settings.origins
+
+    def entry(value: Any, key: str, default: str = "default") -> dict[str, Any]:
+        return {"value": value, "from": origins.get(key, default)}
+
+    registries: dict[str, Any] = {}
+    for name in sorted({*settings.registries, *settings.mirrors, *settings.insecure_registries}):
+        config = settings.registry_config(name)
+        mirrors = settings.mirrors_for(name)
+        registries[name] = {
+            "mirrors": [{"url": str(m), "from": m.source} for m in mirrors],
+            "mirror_only": entry(
+                config.mirror_only, "", config.sources.get("mirror_only", "default")
+            ),
+            "insecure": {
+                "value": settings.is_insecure(name),
+                "from": "--insecure-registry"
+                if name in settings.insecure_registries
+                else config.sources.get("insecure", "default"),
+            },
+            "blocked": {"value": config.blocked, "from": config.sources.get("blocked", "default")},
+            "ca_certs": [str(p) for p in config.ca_certs],
+        }
+    return {
+        "files": [{"path": path, "status": status} for path, status in settings.files],
+        "proxy": entry(settings.proxy, "proxy"),
+        "https_proxy": entry(settings.env_proxies.get("https"), "https_proxy"),
+        "http_proxy": entry(settings.env_proxies.get("http"), "http_proxy"),
+        "all_proxy": entry(settings.env_proxies.get("all"), "all_proxy"),
+        "no_proxy": entry(settings.no_proxy, "no_proxy"),
+        "insecure": {
+            "value": settings.insecure,
+            "from": "--insecure" if settings.insecure else "default",
+        },
+        "ca_certs": entry([str(p) for p in settings.ca_certs], "ca_certs"),
+        "certs_dirs": entry([str(p) for p in settings.certs_dirs], "certs_dirs"),
+        "cache_dir": {
+            "value": str(settings.cache_dir),
+            "from": "IMGPULL_CACHE_DIR" if os.environ.get("IMGPULL_CACHE_DIR") else "default",
+        },
+        "registries": registries,
+    }
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, str) and "@" in value and "://" in value:
+        return redact_proxy(value)
+    return value
+
+
+def cmd_config(args: argparse.Namespace, stdin: TextIO) -> int:
+    described = describe_settings(settings_from(args, stdin))
+    for key in ("proxy", "https_proxy", "http_proxy", "all_proxy"):
+        described[key]["value"] = _redacted(described[key]["value"])
+    if args.json:
+        print(json.dumps(described, indent=2))
+        return EXIT_OK
+    print("files:")
+    for item in described["files"]:
+        print(f"  {item['path']}: {item['status']}")
+    for key, item in described.items():
+        if key in ("files", "registries"):
+            continue
+        value = item["value"]
+        if isinstance(value, list):
+            value = ", ".join(value)
+        shown = "(none)" if value in (None, "", []) else value
+        print(f"{key}: {shown}   [{item['from']}]")
+    print("registries:" + ("" if described["registries"] else " (no settings)"))
+    for name, item in described["registries"].items():
+        print(f"  {name}:")
+        for mirror in item["mirrors"]:
+            print(f"    mirror: {mirror['url']}   [{mirror['from']}]")
+        for key in ("mirror_only", "insecure", "blocked"):
+            print(f"    {key}: {str(item[key]['value']).lower()}   [{item[key]['from']}]")
+        if item["ca_certs"]:
+            print(f"    ca_certs: {', '.join(item['ca_certs'])}")
+    return EXIT_OK
+
+
 _COMMANDS = {
+    "config": cmd_config,
     "pull": cmd_pull,
     "inspect": cmd_inspect,
     "tags": cmd_tags,

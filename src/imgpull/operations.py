@@ -7,22 +7,34 @@ import os
 import secrets
 import sys
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 from imgpull.archive import ArchiveFormat, ArchiveImage, write_archive
 from imgpull.auth import find_credentials
 from imgpull.cache import BlobCache
 from imgpull.digest import Digest
-from imgpull.errors import ArchiveError, ConfigError, ImgpullError, PlatformNotFoundError
+from imgpull.errors import (
+    ArchiveError,
+    AuthError,
+    ConfigError,
+    DigestMismatchError,
+    ImgpullError,
+    NetworkError,
+    NotFoundError,
+    PlatformNotFoundError,
+    RateLimitedError,
+    RegistryError,
+    UnsupportedError,
+)
 from imgpull.model import Descriptor, ImageConfig, Index, Manifest, Platform
 from imgpull.progress import SILENT, Reporter
 from imgpull.reference import Reference, parse_reference, parse_repository, safe_filename
 from imgpull.registry import RegistryClient
-from imgpull.settings import Settings, default_docker_config_dir
+from imgpull.settings import RegistryHost, Settings, default_docker_config_dir
 from imgpull.transport import HttpClient
 
 STDOUT = "-"
@@ -54,45 +66,111 @@ class _Cancelled(Exception):
     """Raised inside a worker once another worker has failed."""
 
 
-class Session:
-    """Registry clients and the blob store for one run, shared by every image in it."""
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A place that serves a registry's repositories: one of its mirrors, or itself."""
 
-    def __init__(self, settings: Settings) -> None:
+    host: RegistryHost
+    client: RegistryClient
+
+
+# Failures after which the next endpoint (mirror, then upstream) is worth a try.
+_SKIPPABLE = (
+    NetworkError,
+    RegistryError,
+    AuthError,
+    NotFoundError,
+    RateLimitedError,
+    DigestMismatchError,
+)
+T = TypeVar("T")
+
+
+class Session:
+    """Registry clients and settings for one run, shared by every image in it."""
+
+    def __init__(self, settings: Settings, reporter: Reporter = SILENT) -> None:
         self.settings = settings
+        self.reporter = reporter
         self.http = HttpClient(settings)
-        self._clients: dict[str, RegistryClient] = {}
+        self._clients: dict[RegistryHost, RegistryClient] = {}
         self._lock = threading.Lock()
 
-    def client(self, reference: Reference) -> RegistryClient:
+    def client_for(self, host: RegistryHost) -> RegistryClient:
         with self._lock:
-            client = self._clients.get(reference.registry)
+            client = self._clients.get(host)
             if client is None:
+                # Flag credentials belong to the registry named in the reference, never to
+                # its mirrors; a mirror gets only what config.json holds for its own host.
+                upstream = host.mirror_of is None
                 credentials = find_credentials(
-                    reference.registry,
+                    host.name,
                     config_dir=default_docker_config_dir(self.settings),
-                    username=self.settings.username,
-                    password=self.settings.password,
+                    username=self.settings.username if upstream else None,
+                    password=self.settings.password if upstream else None,
                 )
-                host = self.settings.registry_host(reference.registry)
                 client = RegistryClient(host, self.http, credentials)
-                self._clients[reference.registry] = client
+                self._clients[host] = client
             return client
+
+    def client(self, reference: Reference) -> RegistryClient:
+        """The client of the registry itself (no mirrors)."""
+        return self.client_for(self.settings.registry_host(reference.registry))
+
+    def endpoints(self, reference: Reference) -> list[Endpoint]:
+        return [
+            Endpoint(h, self.client_for(h)) for h in self.settings.endpoints(reference.registry)
+        ]
 
     def close(self) -> None:
         self.http.close()
 
-    def resolve(self, reference: Reference, platform: Platform | None) -> tuple[Digest, Manifest]:
-        """The image manifest for ``reference`` on ``platform``, and the digest it has."""
-        client = self.client(reference)
-        found = client.get_manifest(reference.repository, reference.identifier)
-        top = found.digest
-        if isinstance(found, Index):
-            wanted = platform or Platform.host()
-            choice = found.select(wanted)
-            found = client.get_manifest(reference.repository, str(choice.digest))
+    def first_success(
+        self, endpoints: Sequence[Endpoint], action: Callable[[Endpoint], T]
+    ) -> tuple[T, Endpoint]:
+        """``action`` on each endpoint in turn until one succeeds; the last failure,
+        naming what the skipped endpoints said, if none does."""
+        skipped: list[str] = []
+        for number, endpoint in enumerate(endpoints):
+            try:
+                return action(endpoint), endpoint
+            except _SKIPPABLE as exc:
+                if number == len(endpoints) - 1:
+                    if skipped:
+                        exc.message = f"{exc.message} (also tried: {'; '.join(skipped)})"
+                        exc.args = (exc.message,)
+                    raise
+                skipped.append(f"{endpoint.host.label}: {exc.message}")
+                self.reporter.warning(f"{endpoint.host.label} skipped: {exc.message}")
+        raise ConfigError("no endpoint to try")  # endpoints() never returns an empty list
+
+    def resolve(
+        self, reference: Reference, platform: Platform | None
+    ) -> tuple[Digest, Manifest, Endpoint]:
+        """The image manifest for ``reference`` on ``platform``, the digest the reference
+        resolves to, and the endpoint that served it."""
+
+        def fetch(endpoint: Endpoint) -> tuple[Digest, Manifest]:
+            repository = reference.repository
+            found = endpoint.client.get_manifest(repository, reference.identifier)
+            top = found.digest
             if isinstance(found, Index):
-                raise ImgpullError(f"{reference.familiar}: nested indexes are not supported")
-        return top, found
+                choice = found.select(platform or Platform.host())
+                found = endpoint.client.get_manifest(repository, str(choice.digest))
+                if isinstance(found, Index):
+                    raise UnsupportedError(
+                        f"{reference.familiar}: nested indexes are not supported"
+                    )
+            return top, found
+
+        (top, manifest), endpoint = self.first_success(self.endpoints(reference), fetch)
+        return top, manifest, endpoint
+
+    def blob_endpoints(self, reference: Reference, served_by: Endpoint) -> list[Endpoint]:
+        """Blobs are content-addressed: the endpoint that served the manifest first, then
+        every other endpoint of the registry, mirrors first."""
+        rest = [e for e in self.endpoints(reference) if e.host != served_by.host]
+        return [served_by, *rest]
 
 
 def parse_all(references: Iterable[str | Reference]) -> list[Reference]:
@@ -119,11 +197,12 @@ def pull(
     settings = settings or Settings.from_environment()
     wanted = Platform.parse(platform) if isinstance(platform, str) else platform
     destination = _destination(output, refs)
-    session = Session(settings)
+    session = Session(settings, reporter)
     cache = _open_cache(settings, destination)
     try:
-        images = _resolve_all(session, refs, wanted, cache, reporter)
-        _fetch_blobs(session, images, cache, reporter)
+        resolved = _resolve_all(session, refs, wanted, cache, reporter)
+        _fetch_blobs(session, resolved, cache, reporter)
+        images = [item.image for item in resolved]
         size = _write(destination, images, cache, archive_format, reporter)
     finally:
         session.close()
@@ -189,18 +268,25 @@ def _run_parallel(jobs: int, tasks: Sequence[Any], work: Any) -> list[Any]:
         return [f.result() for f in futures]
 
 
+@dataclass(frozen=True, slots=True)
+class _Resolved:
+    image: PulledImage
+    blob_endpoints: list[Endpoint]
+
+
 def _resolve_all(
     session: Session,
     refs: Sequence[Reference],
     platform: Platform | None,
     cache: BlobCache,
     reporter: Reporter,
-) -> list[PulledImage]:
-    def resolve(ref: Reference, cancelled: threading.Event) -> PulledImage:
+) -> list[_Resolved]:
+    def resolve(ref: Reference, cancelled: threading.Event) -> _Resolved:
         if cancelled.is_set():
             raise _Cancelled
-        top, manifest = session.resolve(ref, platform)
-        _fetch_one(session, ref, manifest.config, cache, reporter, cancelled, "config")
+        top, manifest, endpoint = session.resolve(ref, platform)
+        endpoints = session.blob_endpoints(ref, endpoint)
+        _fetch_one(session, endpoints, ref, manifest.config, cache, reporter, cancelled, "config")
         with cache.open(manifest.config.digest) as handle:
             config = ImageConfig.parse(handle.read(), manifest.config.digest)
         image_platform = config.platform.normalized()
@@ -211,13 +297,15 @@ def _resolve_all(
                 available=(str(image_platform),),
             )
         reporter.resolved(ref.familiar, str(top), image_platform)
-        return PulledImage(ref, top, manifest, config, image_platform, ref.registry)
+        image = PulledImage(ref, top, manifest, config, image_platform, endpoint.host.label)
+        return _Resolved(image, endpoints)
 
     return _run_parallel(session.settings.jobs, refs, resolve)
 
 
 def _fetch_one(
     session: Session,
+    endpoints: Sequence[Endpoint],
     ref: Reference,
     descriptor: Descriptor,
     cache: BlobCache,
@@ -230,39 +318,54 @@ def _fetch_one(
         reporter.blob_done(descriptor)
         return
     reporter.blob_started(descriptor, cached=False, what=what)
+    reported = 0
 
     def progress(received: int) -> None:
+        nonlocal reported
         if cancelled.is_set():
             raise _Cancelled
+        reported += received
         reporter.blob_progress(descriptor, received)
 
     label = f"{what} {descriptor.digest} of {ref.familiar_name}"
-    with cache.partial(descriptor.digest, descriptor.size, what=label) as partial:
-        if partial.complete:
-            reporter.blob_done(descriptor)
-            return
-        if partial.offset:
-            reporter.blob_progress(descriptor, partial.offset)
-        session.client(ref).download_blob(
-            ref.repository, descriptor, partial, progress, retries=session.settings.retries
-        )
-        partial.commit()
+
+    def attempt(endpoint: Endpoint) -> None:
+        with cache.partial(descriptor.digest, descriptor.size, what=label) as partial:
+            if partial.complete:
+                return
+            # Bytes already on disk (a resumed download, or another endpoint's) count.
+            progress(partial.offset - reported)
+            endpoint.client.download_blob(
+                ref.repository, descriptor, partial, progress, retries=session.settings.retries
+            )
+            partial.commit()
+
+    session.first_success(endpoints, attempt)
     reporter.blob_done(descriptor)
 
 
 def _fetch_blobs(
-    session: Session, images: Sequence[PulledImage], cache: BlobCache, reporter: Reporter
+    session: Session, resolved: Sequence[_Resolved], cache: BlobCache, reporter: Reporter
 ) -> None:
-    unique: dict[Digest, tuple[Reference, Descriptor]] = {}
-    for image in images:
-        for layer in image.manifest.layers:
-            unique.setdefault(layer.digest, (image.reference, layer))
+    unique: dict[Digest, tuple[_Resolved, Descriptor]] = {}
+    for item in resolved:
+        for layer in item.image.manifest.layers:
+            unique.setdefault(layer.digest, (item, layer))
     # Biggest first: the long transfers start early and the pool drains evenly.
-    tasks = sorted(unique.values(), key=lambda item: -item[1].size)
+    tasks = sorted(unique.values(), key=lambda task: -task[1].size)
 
-    def fetch(task: tuple[Reference, Descriptor], cancelled: threading.Event) -> None:
-        ref, descriptor = task
-        _fetch_one(session, ref, descriptor, cache, reporter, cancelled, "layer")
+    def fetch(task: tuple[_Resolved, Descriptor], cancelled: threading.Event) -> None:
+        item, descriptor = task
+        _fetch_one(
+            session,
+            item.blob_endpoints,
+            item.image.reference,
+            descriptor,
+            cache,
+            reporter,
+            cancelled,
+            "layer",
+        )
 
     _run_parallel(session.settings.jobs, tasks, fetch)
 
@@ -344,13 +447,17 @@ def inspect(
     wanted = Platform.parse(platform) if isinstance(platform, str) else platform
     session = Session(settings)
     try:
-        client = session.client(ref)
-        found = client.get_manifest(ref.repository, ref.identifier)
+        found, endpoint = session.first_success(
+            session.endpoints(ref),
+            lambda e: e.client.get_manifest(ref.repository, ref.identifier),
+        )
+        client = endpoint.client
         result: dict[str, Any] = {
             "name": ref.familiar,
             "reference": str(ref),
             "digest": str(found.digest),
             "mediaType": found.media_type,
+            "endpoint": endpoint.host.label,
         }
         if isinstance(found, Index):
             result["platforms"] = [
@@ -405,7 +512,11 @@ def raw_manifest(reference: str | Reference, *, settings: Settings | None = None
     ref = reference if isinstance(reference, Reference) else parse_reference(reference)
     session = Session(settings or Settings.from_environment())
     try:
-        return session.client(ref).get_manifest(ref.repository, ref.identifier).raw
+        found, _ = session.first_success(
+            session.endpoints(ref),
+            lambda e: e.client.get_manifest(ref.repository, ref.identifier),
+        )
+        return found.raw
     finally:
         session.close()
 
@@ -415,7 +526,10 @@ def list_tags(repository: str | Reference, *, settings: Settings | None = None) 
     ref = repository if isinstance(repository, Reference) else parse_repository(repository)
     session = Session(settings or Settings.from_environment())
     try:
-        return list(session.client(ref).list_tags(ref.repository))
+        tags, _ = session.first_success(
+            session.endpoints(ref), lambda e: list(e.client.list_tags(ref.repository))
+        )
+        return tags
     finally:
         session.close()
 

@@ -59,14 +59,16 @@ class RegistryClient:
         *,
         stream: bool = False,
         retries: int | None = None,
+        foreign: bool = False,
     ) -> Response:
+        # The registry's TLS setup (CAs, client certificate) is for the registry and its
+        # token server; other hosts (foreign layer URLs) get the default.
         return self.http.request(
             method,
             url,
             headers=headers,
             body=body,
-            verify=self.host.verify_tls,
-            ca_certs=self.host.ca_certs,
+            tls=None if foreign else self.host.tls,
             stream=stream,
             retries=retries,
         )
@@ -161,6 +163,7 @@ class RegistryClient:
 
     def get_manifest(self, repository: str, identifier: str) -> Manifest | Index:
         """Fetch a manifest or index by tag or digest, verifying its bytes."""
+        repository = self.host.repository(repository)
         path = f"/v2/{repository}/manifests/{urllib.parse.quote(identifier, safe=':')}"
         response = self.request(
             "GET", path, repository=repository, headers={"Accept": ACCEPT_MANIFESTS}
@@ -196,10 +199,11 @@ class RegistryClient:
         self, repository: str, descriptor: Descriptor, offset: int, url: str | None = None
     ) -> Response:
         headers = {"Range": f"bytes={offset}-"} if offset else {}
+        repository = self.host.repository(repository)
         path = f"/v2/{repository}/blobs/{descriptor.digest}"
         if url is not None:
             # Foreign layers live outside the registry: plain GET, no credentials.
-            return self._send("GET", url, headers, stream=True)
+            return self._send("GET", url, headers, stream=True, foreign=True)
         return self.request("GET", path, repository=repository, headers=headers, stream=True)
 
     def download_blob(
@@ -277,6 +281,7 @@ class RegistryClient:
     # -- tags -----------------------------------------------------------------------------
 
     def list_tags(self, repository: str) -> Iterator[str]:
+        repository = self.host.repository(repository)
         path: str | None = f"/v2/{repository}/tags/list?n={TAGS_PAGE_SIZE}"
         seen: set[str] = set()
         while path:

@@ -34,12 +34,12 @@ from urllib3.exceptions import (
 from urllib3.exceptions import ProxyError as Urllib3ProxyError
 
 from imgpull.errors import NetworkError, ProxyError, TLSError
-from imgpull.settings import Settings
+from imgpull.settings import Settings, TLSConfig, redact_proxy
 
 log = logging.getLogger("imgpull.http")
 
 RETRY_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
-IDEMPOTENT: Final = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+IDEMPOTENT: Final = frozenset({"GET", "HEAD"})
 REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS: Final = 10
 MAX_BACKOFF: Final = 30.0
@@ -83,15 +83,13 @@ def backoff(attempt: int) -> float:
 
 
 class HttpClient:
-    """Thread-safe; one per run. Connection pools are kept per TLS configuration."""
+    """Thread-safe; one per run. Connection pools are kept per proxy and TLS setup."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._pools: dict[tuple[bool, tuple[Path, ...]], urllib3.PoolManager] = {}
+        self._pools: dict[tuple[str | None, TLSConfig], urllib3.PoolManager] = {}
         self._lock = threading.Lock()
-        self._timeout = urllib3.Timeout(
-            connect=settings.connect_timeout, read=settings.read_timeout
-        )
+        self._deadline = time.monotonic() + settings.timeout if settings.timeout else None
 
     def close(self) -> None:
         with self._lock:
@@ -99,19 +97,31 @@ class HttpClient:
                 pool.clear()
             self._pools.clear()
 
-    def _pool(self, verify: bool, ca_certs: tuple[Path, ...]) -> urllib3.PoolManager:
-        key = (verify, ca_certs)
+    def remaining(self) -> float | None:
+        """Seconds left before the overall --timeout, or None without one."""
+        if self._deadline is None:
+            return None
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise NetworkError(
+                f"gave up: the operation took longer than --timeout {self.settings.timeout:g} s",
+                "raise --timeout, or check the network path",
+            )
+        return left
+
+    def _timeout(self) -> urllib3.Timeout:
+        left = self.remaining()
+        connect, read = self.settings.connect_timeout, self.settings.read_timeout
+        if left is not None:
+            connect, read = min(connect, left), min(read, left)
+        return urllib3.Timeout(connect=connect, read=read)
+
+    def _pool(self, proxy: str | None, tls: TLSConfig) -> urllib3.PoolManager:
+        key = (proxy, tls)
         with self._lock:
             pool = self._pools.get(key)
             if pool is None:
-                pool = urllib3.PoolManager(
-                    num_pools=32,
-                    maxsize=max(4, self.settings.jobs + 2),
-                    block=False,
-                    retries=False,
-                    timeout=self._timeout,
-                    ssl_context=ssl_context(verify, ca_certs),
-                )
+                pool = _make_pool(proxy, tls, self.settings.jobs)
                 self._pools[key] = pool
             return pool
 
@@ -122,8 +132,7 @@ class HttpClient:
         *,
         headers: Mapping[str, str] | None = None,
         body: bytes | None = None,
-        verify: bool = True,
-        ca_certs: tuple[Path, ...] = (),
+        tls: TLSConfig | None = None,
         stream: bool = False,
         retries: int | None = None,
     ) -> Response:
@@ -135,29 +144,34 @@ class HttpClient:
         attempts = (self.settings.retries if retries is None else retries) + 1
         if method not in IDEMPOTENT:
             attempts = 1
+        tls = tls or self.settings.default_tls()
         for attempt in range(attempts):
             last = attempt == attempts - 1
             try:
-                response = self._follow(method, url, headers, body, verify, ca_certs, stream)
+                response = self._follow(method, url, headers, body, tls, stream)
             except NetworkError as exc:
                 if last or not exc.temporary:
                     raise
-                delay = backoff(attempt)
-                log.debug("%s %s failed (%s); retrying in %.1fs", method, redact(url), exc, delay)
-                time.sleep(delay)
+                self._sleep(backoff(attempt), f"{method} {redact(url)} failed ({exc})")
                 continue
             if response.status in RETRY_STATUSES and not last:
                 asked = retry_after(response)
-                delay = backoff(attempt) if asked is None else min(asked, MAX_BACKOFF)
-                log.debug(
-                    "%s %s: HTTP %d; retrying in %.1fs", method, redact(url), response.status, delay
-                )
+                if asked is not None and asked > MAX_BACKOFF:
+                    return response  # the server wants a long pause: report, don't hang
+                delay = backoff(attempt) if asked is None else asked
                 response.drain_conn()
                 response.release_conn()
-                time.sleep(delay)
+                self._sleep(delay, f"{method} {redact(url)}: HTTP {response.status}")
                 continue
             return response
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _sleep(self, delay: float, why: str) -> None:
+        left = self.remaining()
+        if left is not None:
+            delay = min(delay, left)
+        log.debug("%s; retrying in %.1fs", why, delay)
+        time.sleep(delay)
 
     def _follow(
         self,
@@ -165,8 +179,7 @@ class HttpClient:
         url: str,
         headers: Mapping[str, str] | None,
         body: bytes | None,
-        verify: bool,
-        ca_certs: tuple[Path, ...],
+        tls: TLSConfig,
         stream: bool,
     ) -> Response:
         current = url
@@ -174,8 +187,11 @@ class HttpClient:
         sent.setdefault("User-Agent", self.settings.user_agent)
         start = origin(url)
         for _ in range(MAX_REDIRECTS + 1):
-            pool = self._pool(verify, ca_certs)
-            log.debug("%s %s", method, redact(current))
+            proxy = self.settings.proxy_for(current)
+            pool = self._pool(proxy, tls)
+            log.debug(
+                "%s %s%s", method, redact(current), f" via {redact_proxy(proxy)}" if proxy else ""
+            )
             try:
                 response = pool.request(
                     method,
@@ -185,9 +201,15 @@ class HttpClient:
                     redirect=False,
                     preload_content=not stream,
                     decode_content=False,
+                    timeout=self._timeout(),
                 )
             except HTTPError as exc:
-                raise translate(exc, current) from exc
+                raise translate(exc, current, proxy) from exc
+            if response.status == 407 and proxy:
+                raise ProxyError(
+                    f"proxy {redact_proxy(proxy)} requires authentication (HTTP 407)",
+                    "put user:password@ in the proxy URL, e.g. http://user:pass@proxy:3128",
+                )
             location = response.headers.get("Location")
             if response.status not in REDIRECTS or not location:
                 return response
@@ -195,25 +217,56 @@ class HttpClient:
             response.release_conn()
             current = urllib.parse.urljoin(current, location)
             if origin(current) != start:
-                # Blob storage must never see the registry's credentials.
+                # Blob storage must never see the registry's credentials, nor its
+                # client certificate.
                 sent = {k: v for k, v in sent.items() if k.lower() != "authorization"}
+                tls = self.settings.default_tls()
             if response.status == 303:
                 method, body = "GET", None
         raise NetworkError(f"too many redirects fetching {redact(url)}")
 
 
-def ssl_context(verify: bool, ca_certs: tuple[Path, ...]) -> ssl.SSLContext:
-    if not verify:
-        context = ssl.create_default_context()
+def _make_pool(proxy: str | None, tls: TLSConfig, jobs: int) -> urllib3.PoolManager:
+    options: dict[str, object] = {
+        "num_pools": 32,
+        "maxsize": max(4, jobs + 2),
+        "block": False,
+        "retries": False,
+        "ssl_context": ssl_context(tls),
+    }
+    if proxy is None:
+        return urllib3.PoolManager(**options)  # type: ignore[arg-type]
+    parts = urllib.parse.urlsplit(proxy)
+    if parts.scheme.lower().startswith("socks"):
+        from urllib3.contrib.socks import SOCKSProxyManager
+
+        # socks5h: the proxy resolves names, which is what works where DNS is poisoned.
+        return SOCKSProxyManager(proxy, **options)  # type: ignore[arg-type]
+    headers = {}
+    if parts.username is not None:
+        user = urllib.parse.unquote(parts.username)
+        password = urllib.parse.unquote(parts.password or "")
+        headers = urllib3.make_headers(proxy_basic_auth=f"{user}:{password}")
+        proxy = urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    return urllib3.ProxyManager(
+        proxy,
+        proxy_headers=headers,
+        proxy_ssl_context=ssl_context(TLSConfig()) if parts.scheme == "https" else None,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def ssl_context(tls: TLSConfig) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    if not tls.verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         return context
-    context = ssl.create_default_context()
     # SSL_CERT_FILE makes OpenSSL skip the system bundle; we want it to add, not replace.
     system_bundle = ssl.get_default_verify_paths().openssl_cafile
     if system_bundle and Path(system_bundle).is_file():
         context.load_verify_locations(cafile=system_bundle)
-    for path in ca_certs:
+    for path in tls.ca_certs:
         try:
             context.load_verify_locations(cafile=str(path))
         except (OSError, ssl.SSLError) as exc:
@@ -221,17 +274,37 @@ def ssl_context(verify: bool, ca_certs: tuple[Path, ...]) -> ssl.SSLContext:
                 f"cannot load CA certificates from {path}: {exc}",
                 "pass a PEM file with --ca-cert or fix SSL_CERT_FILE",
             ) from exc
+    if tls.client_cert:
+        cert, key = tls.client_cert
+        try:
+            context.load_cert_chain(str(cert), str(key))
+        except (OSError, ssl.SSLError) as exc:
+            raise TLSError(f"cannot load client certificate {cert}: {exc}") from exc
     return context
 
 
-def translate(exc: BaseException, url: str) -> NetworkError:
+def translate(exc: BaseException, url: str, proxy: str | None = None) -> NetworkError:
     """One clear error for a failed request, naming the host and what to check."""
     if isinstance(exc, MaxRetryError) and exc.reason is not None:
         exc = exc.reason
     parts = urllib.parse.urlsplit(url)
     host = parts.netloc.rpartition("@")[2]
-    if isinstance(exc, Urllib3ProxyError):
-        return ProxyError(f"proxy failed while connecting to {host}: {_reason(exc)}")
+    proxied = proxy is not None and not isinstance(exc, (SSLError, ReadTimeoutError))
+    if isinstance(exc, Urllib3ProxyError) or (
+        proxied and isinstance(exc, (NewConnectionError, ConnectTimeoutError))
+    ):
+        where = redact_proxy(proxy) if proxy else "the proxy"
+        reason = _reason(exc)
+        if "407" in reason:
+            return ProxyError(
+                f"proxy {where} refused the credentials for {host} (HTTP 407)",
+                "check user:password in the proxy URL",
+            )
+        return ProxyError(
+            f"proxy {where} failed while connecting to {host}: {reason}",
+            "check --proxy or HTTPS_PROXY/ALL_PROXY, that the proxy is running, and its "
+            "credentials",
+        )
     if isinstance(exc, SSLError):
         reason = _reason(exc)
         if "CERTIFICATE_VERIFY_FAILED" in reason or "certificate" in reason.lower():

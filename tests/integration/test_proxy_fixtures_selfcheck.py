@@ -18,7 +18,6 @@ import pytest
 import urllib3
 from urllib3.contrib.socks import SOCKSProxyManager
 
-import tests.conftest as _conftest
 from tests.fixtures.certs import TestCA
 from tests.fixtures.faultproxy import (
     BlobStore,
@@ -43,12 +42,8 @@ from tests.fixtures.proxies import (
     start_isolated,
     start_tinyproxy,
 )
+from tests.fixtures.proxy_fixtures import PROXY_PASSWORD, PROXY_USER
 from tests.fixtures.registry import RegistryServer
-
-if not hasattr(_conftest, "isolated_registry"):  # until the snippet is in conftest.py
-    from tests.integration.proxy_conftest_snippet import *  # noqa: F403
-
-from tests.integration.proxy_conftest_snippet import PROXY_PASSWORD, PROXY_USER
 
 ACCEPT = {"Accept": ", ".join(ALL_MANIFEST_MEDIA)}
 BLOB = r"/v2/.+/blobs/sha256:[0-9a-f]{64}"

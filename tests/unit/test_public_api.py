@@ -25,7 +25,8 @@ ALLOWED: dict[str, set[str]] = {
     "digest": {"errors"},
     "reference": {"errors", "digest"},
     "model": {"digest", "errors"},
-    "settings": {"reference", "errors", "__init__"},
+    "config": {"errors", "reference"},
+    "settings": {"config", "reference", "errors", "__init__"},
     "auth": {"errors", "reference"},
     "transport": {"settings", "errors"},
     "cache": {"digest", "errors"},
@@ -38,7 +39,10 @@ ALLOWED: dict[str, set[str]] = {
         "registry", "settings", "transport",
     },
     "render": {"digest", "model", "progress"},
-    "cli": {"__init__", "archive", "errors", "model", "operations", "render", "settings"},
+    "cli": {
+        "__init__", "archive", "config", "errors", "model", "operations", "reference",
+        "render", "settings",
+    },
     "__main__": {"cli"},
 }  # fmt: skip
 
