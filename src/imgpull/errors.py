@@ -27,10 +27,12 @@ class ImgpullError(Exception):
 
     temporary: bool = False
 
-    def __init__(self, message: str, hint: str = "") -> None:
+    def __init__(self, message: str, hint: str = "", *, temporary: bool | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        if temporary is not None:
+            self.temporary = temporary
 
     def __str__(self) -> str:
         return self.message

@@ -19,6 +19,7 @@ from imgpull.errors import (
     ImgpullError,
     NetworkError,
     NotFoundError,
+    ProxyError,
     RateLimitedError,
     RegistryError,
     TLSError,
@@ -89,6 +90,8 @@ class RegistryClient:
                 url = self.host.url(scheme, "/v2/")
                 try:
                     response = self._send("GET", url, {})
+                except ProxyError:
+                    raise  # the proxy failed, not the scheme: another scheme won't help
                 except TLSError as exc:
                     if "not trusted" in exc.message or scheme == self.host.schemes[-1]:
                         raise

@@ -209,6 +209,7 @@ class HttpClient:
                 raise ProxyError(
                     f"proxy {redact_proxy(proxy)} requires authentication (HTTP 407)",
                     "put user:password@ in the proxy URL, e.g. http://user:pass@proxy:3128",
+                    temporary=False,
                 )
             location = response.headers.get("Location")
             if response.status not in REDIRECTS or not location:
@@ -299,6 +300,7 @@ def translate(exc: BaseException, url: str, proxy: str | None = None) -> Network
             return ProxyError(
                 f"proxy {where} refused the credentials for {host} (HTTP 407)",
                 "check user:password in the proxy URL",
+                temporary=False,
             )
         return ProxyError(
             f"proxy {where} failed while connecting to {host}: {reason}",
