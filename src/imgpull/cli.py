@@ -360,6 +360,7 @@ def _summary(result: PullResult) -> None:
         if image.digest != image.manifest.digest:
             print(f"  manifest: {image.manifest.digest}", file=err)
         print(f"  platform: {image.platform}", file=err)
+        print(f"  from:     {image.endpoint}", file=err)
         count = len(image.manifest.layers)
         layers = f"{count} layer" + ("" if count == 1 else "s")
         print(f"  size:     {human_size(image.size)} in {layers}", file=err)
