@@ -12,6 +12,8 @@ import contextlib
 import os
 import shutil
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Self
@@ -47,7 +49,76 @@ class BlobCache:
             return False
 
     def open(self, digest: Digest) -> BinaryIO:
-        return self.path(digest).open("rb")
+        handle = self.path(digest).open("rb")
+        with contextlib.suppress(OSError):
+            os.utime(handle.fileno() if os.utime in os.supports_fd else self.path(digest))
+        return handle
+
+    def entries(self) -> list[CacheEntry]:
+        """Complete blobs, least recently used first (a use refreshes the mtime)."""
+        found: list[CacheEntry] = []
+        blobs = self.root / "blobs"
+        if not blobs.is_dir():
+            return found
+        for directory in sorted(blobs.iterdir()):
+            for path in directory.iterdir():
+                with contextlib.suppress(OSError):
+                    stat = path.stat()
+                    found.append(CacheEntry(path, stat.st_size, stat.st_mtime, False))
+        return sorted(found, key=lambda e: e.last_used)
+
+    def partials(self) -> list[CacheEntry]:
+        found: list[CacheEntry] = []
+        directory = self.root / "partial"
+        if directory.is_dir():
+            for path in directory.iterdir():
+                if path.suffix == ".lock":
+                    continue
+                with contextlib.suppress(OSError):
+                    stat = path.stat()
+                    found.append(CacheEntry(path, stat.st_size, stat.st_mtime, True))
+        return found
+
+    def prune(
+        self,
+        *,
+        older_than: float | None = None,
+        max_size: int | None = None,
+        everything: bool = False,
+    ) -> tuple[int, int]:
+        """Remove blobs unused for ``older_than`` seconds, then the least recently used
+        until at most ``max_size`` bytes remain; returns (files removed, bytes freed).
+        Partial downloads count as blobs; their lock files go with them."""
+        now = time.time()
+        entries = [*self.entries(), *self.partials()]
+        entries.sort(key=lambda e: e.last_used)
+        total = sum(e.size for e in entries)
+        removed = freed = 0
+        for entry in entries:
+            stale = everything or (older_than is not None and now - entry.last_used > older_than)
+            over = max_size is not None and total > max_size
+            if not (stale or over):
+                continue
+            try:
+                entry.path.unlink()
+            except OSError:
+                continue  # in use elsewhere (Windows) or already gone
+            with contextlib.suppress(OSError):
+                Path(str(entry.path) + ".lock").unlink()
+            removed += 1
+            freed += entry.size
+            total -= entry.size
+        self._remove_orphan_locks()
+        return removed, freed
+
+    def _remove_orphan_locks(self) -> None:
+        directory = self.root / "partial"
+        if not directory.is_dir():
+            return
+        for lock in directory.glob("*.lock"):
+            if not lock.with_suffix("").exists():
+                with contextlib.suppress(OSError):
+                    lock.unlink()
 
     def partial(self, digest: Digest, size: int, *, what: str) -> PartialBlob:
         directory = self.root / "partial"
@@ -62,6 +133,14 @@ class BlobCache:
         return PartialBlob(
             directory / f"{digest.algorithm}-{digest.hex}", self.path(digest), digest, size, what
         )
+
+
+@dataclass(frozen=True, slots=True)
+class CacheEntry:
+    path: Path
+    size: int
+    last_used: float  # seconds since the epoch
+    partial: bool
 
 
 class PartialBlob:

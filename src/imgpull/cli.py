@@ -12,12 +12,14 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from imgpull import __version__
 from imgpull.archive import FORMATS
+from imgpull.cache import BlobCache
 from imgpull.config import Mirror
 from imgpull.errors import (
     AuthError,
@@ -246,6 +248,30 @@ def build_parser() -> argparse.ArgumentParser:
     _network_options(config)
     _common_options(config)
 
+    cache = commands.add_parser(
+        "cache",
+        help="show or prune the shared blob cache",
+        description="Show what the content-addressed blob cache holds (`imgpull cache`), or "
+        "prune it (`imgpull cache prune`): blobs unused for --older-than, then the least "
+        "recently used until --max-size remains, or --all.",
+    )
+    cache.add_argument("action", nargs="?", choices=("show", "prune"), default="show")
+    cache.add_argument(
+        "--older-than",
+        type=_duration,
+        metavar="AGE",
+        help="prune blobs unused for this long: 90s, 30m, 12h, 7d",
+    )
+    cache.add_argument(
+        "--max-size",
+        type=_size,
+        metavar="SIZE",
+        help="prune least recently used blobs until this much remains: 500M, 10G",
+    )
+    cache.add_argument("--all", action="store_true", help="prune everything")
+    cache.add_argument("--cache-dir", type=Path, metavar="DIR", help="the cache to look at")
+    _common_options(cache)
+
     logout = commands.add_parser("logout", help="forget saved credentials for a registry")
     logout.add_argument("registry", nargs="?", default="docker.io", metavar="REGISTRY")
     _common_options(logout)
@@ -433,6 +459,58 @@ def cmd_logout(args: argparse.Namespace, stdin: TextIO) -> int:
     return EXIT_OK
 
 
+_UNITS = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4}
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _size(text: str) -> int:
+    number, unit = text.strip().lower().rstrip("ib").rstrip("b"), ""
+    if number and number[-1] in _UNITS:
+        number, unit = number[:-1], number[-1]
+    try:
+        return int(float(number) * _UNITS[unit])
+    except (ValueError, KeyError):
+        raise argparse.ArgumentTypeError(f"invalid size {text!r}: use e.g. 500M or 10G") from None
+
+
+def _duration(text: str) -> float:
+    value = text.strip().lower()
+    unit = value[-1] if value and value[-1] in _SECONDS else "s"
+    try:
+        return float(value.rstrip("smhdw")) * _SECONDS[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid age {text!r}: use e.g. 12h or 7d") from None
+
+
+def cmd_cache(args: argparse.Namespace, stdin: TextIO) -> int:
+    settings = Settings.from_environment(
+        **({"cache_dir": args.cache_dir} if args.cache_dir else {})
+    )
+    if settings.cache_dir is None:
+        raise ConfigError("no cache directory", "pass --cache-dir")
+    cache = BlobCache(settings.cache_dir)
+    if args.action == "prune":
+        if args.older_than is None and args.max_size is None and not args.all:
+            raise UsageError("prune needs --older-than, --max-size or --all")
+        removed, freed = cache.prune(
+            older_than=args.older_than, max_size=args.max_size, everything=args.all
+        )
+        if not args.quiet:
+            print(f"removed {removed} files, freed {human_size(freed)}", file=sys.stderr)
+        return EXIT_OK
+    blobs, partials = cache.entries(), cache.partials()
+    print(f"cache:    {cache.root}")
+    print(f"blobs:    {len(blobs)} ({human_size(sum(e.size for e in blobs))})")
+    print(
+        f"partial:  {len(partials)} ({human_size(sum(e.size for e in partials))}) "
+        "resumable downloads"
+    )
+    if blobs:
+        oldest = time.strftime("%Y-%m-%d %H:%M", time.localtime(blobs[0].last_used))
+        print(f"oldest:   last used {oldest}")
+    return EXIT_OK
+
+
 def describe_settings(settings: Settings) -> dict[str, Any]:
     origins = settings.origins
 
@@ -515,6 +593,7 @@ def cmd_config(args: argparse.Namespace, stdin: TextIO) -> int:
 
 
 _COMMANDS = {
+    "cache": cmd_cache,
     "config": cmd_config,
     "pull": cmd_pull,
     "inspect": cmd_inspect,

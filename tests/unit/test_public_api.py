@@ -40,7 +40,7 @@ ALLOWED: dict[str, set[str]] = {
     },
     "render": {"digest", "model", "progress"},
     "cli": {
-        "__init__", "archive", "config", "errors", "model", "operations", "reference",
+        "__init__", "archive", "cache", "config", "errors", "model", "operations", "reference",
         "render", "settings",
     },
     "__main__": {"cli"},
