@@ -21,7 +21,14 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, Literal
 
 from imgpull.digest import Digest
-from imgpull.model import ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME, OCI_INDEX, Manifest
+from imgpull.model import (
+    ANNOTATION_CONTAINERD_NAME,
+    ANNOTATION_REF_NAME,
+    OCI_INDEX,
+    Descriptor,
+    Index,
+    Manifest,
+)
 from imgpull.tarstream import TarStream
 
 ArchiveFormat = Literal["docker", "oci"]
@@ -32,10 +39,25 @@ FORMATS: tuple[ArchiveFormat, ...] = ("docker", "oci")
 class ArchiveImage:
     """One image to store: its manifest and the names it is known by."""
 
-    manifest: Manifest
+    manifest: Manifest  # the image the Docker view (manifest.json) loads
     docker_tags: tuple[str, ...]  # RepoTags entries, e.g. "nginx:1.27"; may be empty
     full_names: tuple[str, ...]  # canonical references, e.g. "docker.io/library/nginx:1.27"
     tags: tuple[str, ...]  # bare tags for org.opencontainers.image.ref.name
+    # Several platforms: every image manifest stored, and the index naming them, which
+    # the OCI view (index.json) points at instead of ``manifest``.
+    platform_manifests: tuple[Manifest, ...] = ()
+    index: Index | None = None
+
+    @property
+    def top(self) -> Descriptor:
+        """What index.json lists for this image."""
+        if self.index is not None:
+            return Descriptor(self.index.media_type, self.index.digest, len(self.index.raw))
+        return self.manifest.descriptor
+
+    @property
+    def manifests(self) -> tuple[Manifest, ...]:
+        return self.platform_manifests or (self.manifest,)
 
 
 BlobOpener = Callable[[Digest], BinaryIO]
@@ -53,9 +75,9 @@ def _merge(images: Sequence[ArchiveImage]) -> list[ArchiveImage]:
     """Images with the same manifest become one entry carrying every name."""
     merged: dict[Digest, ArchiveImage] = {}
     for image in images:
-        seen = merged.get(image.manifest.digest)
+        seen = merged.get(image.top.digest)
         if seen is None:
-            merged[image.manifest.digest] = image
+            merged[image.top.digest] = image
             continue
         # (full name, tag) pairs stay together: two names may share a tag.
         pairs = dict.fromkeys(
@@ -64,11 +86,13 @@ def _merge(images: Sequence[ArchiveImage]) -> list[ArchiveImage]:
                 *zip(image.full_names, image.tags, strict=True),
             )
         )
-        merged[image.manifest.digest] = ArchiveImage(
+        merged[image.top.digest] = ArchiveImage(
             seen.manifest,
             tuple(dict.fromkeys((*seen.docker_tags, *image.docker_tags))),
             tuple(name for name, _ in pairs),
             tuple(tag for _, tag in pairs),
+            seen.platform_manifests,
+            seen.index,
         )
     return list(merged.values())
 
@@ -78,7 +102,7 @@ def index_json(images: Sequence[ArchiveImage]) -> dict[str, Any]:
     for image in images:
         names = list(zip(image.full_names, image.tags, strict=True)) or [("", "")]
         for full_name, tag in names:
-            entry = image.manifest.descriptor.to_json()
+            entry = image.top.to_json()
             annotations = {}
             if full_name:
                 annotations[ANNOTATION_CONTAINERD_NAME] = full_name
@@ -114,22 +138,29 @@ def write_archive(
     tar.add_bytes("oci-layout", _json({"imageLayoutVersion": "1.0.0"}))
     tar.add_directory("blobs")
     algorithms = sorted(
-        {d.digest.algorithm for image in unique for d in image.manifest.blobs}
-        | {image.manifest.digest.algorithm for image in unique}
+        {d.digest.algorithm for image in unique for m in image.manifests for d in m.blobs}
+        | {image.top.digest.algorithm for image in unique}
     )
     for algorithm in algorithms:
         tar.add_directory(f"blobs/{algorithm}")
     written: set[Digest] = set()
+
+    def add_json(digest: Digest, raw: bytes) -> None:
+        if digest not in written:
+            written.add(digest)
+            tar.add_bytes(blob_path(digest), raw)
+
     for image in unique:
-        if image.manifest.digest not in written:
-            written.add(image.manifest.digest)
-            tar.add_bytes(blob_path(image.manifest.digest), image.manifest.raw)
-        for descriptor in image.manifest.blobs:
-            if descriptor.digest in written:
-                continue
-            written.add(descriptor.digest)
-            with open_blob(descriptor.digest) as source:
-                tar.add_file(blob_path(descriptor.digest), source, descriptor.size)
+        if image.index is not None:
+            add_json(image.index.digest, image.index.raw)
+        for manifest in image.manifests:
+            add_json(manifest.digest, manifest.raw)
+            for descriptor in manifest.blobs:
+                if descriptor.digest in written:
+                    continue
+                written.add(descriptor.digest)
+                with open_blob(descriptor.digest) as source:
+                    tar.add_file(blob_path(descriptor.digest), source, descriptor.size)
     tar.add_bytes("index.json", _json(index_json(unique)))
     if archive_format == "docker":
         tar.add_bytes("manifest.json", _json(docker_manifest_json(unique)))

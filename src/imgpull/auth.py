@@ -323,11 +323,13 @@ class Authenticator:
             headers = {"Content-Type": "application/x-www-form-urlencoded"}
             response = self._fetch("POST", realm, headers, body)
         else:
-            query = {"service": service, "scope": scope} if scope else {"service": service}
+            # Several scopes (a push that mounts from another repository) are separate
+            # parameters, as the token specification has them.
+            query = [("service", service)] + [("scope", one) for one in scope.split()]
             if creds and creds.username:
-                query["account"] = creds.username
+                query.append(("account", creds.username))
             sep = "&" if "?" in realm else "?"
-            url = realm + sep + urllib.parse.urlencode({k: v for k, v in query.items() if v})
+            url = realm + sep + urllib.parse.urlencode([(k, v) for k, v in query if v])
             headers = {"Authorization": creds.basic_header()} if creds and creds.username else {}
             response = self._fetch("GET", url, headers, None)
         return self._parse_token(response, realm)

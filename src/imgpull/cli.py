@@ -196,8 +196,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pull.add_argument(
         "--platform",
-        metavar="OS/ARCH[/VARIANT]",
-        help=f"platform to pick from multi-arch images (default {Platform.host()})",
+        metavar="OS/ARCH[/VARIANT][,...]",
+        help=f"platform(s) to take from multi-platform images (default {Platform.host()}); "
+        "with several, the OCI view holds an index of just those and the Docker view loads "
+        "the first",
+    )
+    pull.add_argument(
+        "--all-platforms",
+        action="store_true",
+        help="take every platform: the OCI view holds the whole index (digest preserved); "
+        "the Docker view loads the host's platform",
     )
     pull.add_argument(
         "-j", "--jobs", type=int, default=4, metavar="N", help="parallel downloads (default 4)"
@@ -211,6 +219,67 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("--no-cache", action="store_true", help="do not read or fill the blob cache")
     _network_options(pull)
     _common_options(pull)
+
+    push = commands.add_parser(
+        "push",
+        help="push every image of an archive to a registry",
+        description="Push the images of an archive written by imgpull, docker save (old or "
+        "new format), podman save or skopeo. DEST is a full reference with a tag (one-image "
+        "archives) or a registry[/namespace] prefix under which each image keeps its path: "
+        "registry.local:5000/mirror gives registry.local:5000/mirror/library/nginx:1.27 "
+        "(Kubernetes' own images follow kubeadm's imageRepository rule: "
+        "registry.k8s.io/coredns/coredns becomes PREFIX/coredns). Without DEST images go "
+        "to the names they carry. Blobs the registry has are skipped; uncompressed layers "
+        "are gzip-compressed on the way (diffIDs unchanged).",
+    )
+    push.add_argument("archive", metavar="ARCHIVE", type=Path)
+    push.add_argument("destination", metavar="DEST", nargs="?")
+    push.add_argument(
+        "--chunk-size",
+        type=_size,
+        metavar="SIZE",
+        help="upload in chunks of this size (default: one request per blob, "
+        "chunks only when the registry or a proxy refuses large bodies)",
+    )
+    push.add_argument(
+        "-j", "--jobs", type=int, default=4, metavar="N", help="parallel uploads (default 4)"
+    )
+    _network_options(push)
+    _common_options(push)
+
+    copy = commands.add_parser(
+        "copy",
+        help="copy images from one registry to another",
+        description="Copy images registry to registry, through the same proxies, mirrors and "
+        "credentials as pull, without writing them to disk. With one SOURCE, DEST may be a "
+        "full reference; with several (or -f LISTFILE) DEST is a registry[/namespace] prefix "
+        "under which each image keeps its path, as with push.",
+    )
+    copy.add_argument("images", nargs="*", metavar="SOURCE... DEST")
+    copy.add_argument(
+        "-f",
+        "--file",
+        action="append",
+        default=[],
+        metavar="LISTFILE",
+        help="read source references from a file, one per line ('-' for stdin)",
+    )
+    copy.add_argument(
+        "--platform",
+        metavar="OS/ARCH[/VARIANT][,...]",
+        help="platform(s) to copy from multi-platform images (default: the "
+        "host's); several give an index of just those",
+    )
+    copy.add_argument(
+        "--all-platforms",
+        action="store_true",
+        help="copy the whole index, every platform, digests preserved",
+    )
+    copy.add_argument(
+        "-j", "--jobs", type=int, default=4, metavar="N", help="parallel blob copies (default 4)"
+    )
+    _network_options(copy)
+    _common_options(copy)
 
     inspect = commands.add_parser("inspect", help="describe an image without pulling it")
     inspect.add_argument("image", metavar="IMAGE")
@@ -285,6 +354,12 @@ def _platform(text: str | None) -> Platform | None:
         return Platform.parse(text)
     except ValueError as exc:
         raise UsageError(str(exc), "e.g. --platform linux/arm64 or linux/arm/v7") from exc
+
+
+def _platforms(text: str | None) -> list[Platform] | None:
+    if not text:
+        return None
+    return [p for p in (_platform(part.strip()) for part in text.split(",")) if p]
 
 
 def _read_password(args: argparse.Namespace, stdin: TextIO) -> str | None:
@@ -363,18 +438,68 @@ def cmd_pull(args: argparse.Namespace, stdin: TextIO) -> int:
         raise UsageError("--password-stdin and -f - both want standard input")
     refs = _references(args, stdin)
     settings = settings_from(args, stdin)
-    platform = _platform(args.platform)
+    platform = _platforms(args.platform)
     reporter = make_reporter(quiet=args.quiet)
     result = pull(
         refs,
         args.output,
         platform=platform,
+        all_platforms=args.all_platforms,
         archive_format=args.format,
         settings=settings,
         reporter=reporter,
     )
     if not args.quiet:
         _summary(result)
+    return EXIT_OK
+
+
+def cmd_push(args: argparse.Namespace, stdin: TextIO) -> int:
+    from imgpull.transfer import push
+
+    if not args.archive.exists():
+        raise ConfigError(f"archive {args.archive} does not exist", "check the path")
+    settings = settings_from(args, stdin)
+    reporter = make_reporter(quiet=args.quiet)
+    pushed = push(
+        args.archive,
+        args.destination,
+        chunk_size=args.chunk_size,
+        settings=settings,
+        reporter=reporter,
+    )
+    if not args.quiet:
+        for item in pushed:
+            print(f"Pushed {item.destination.familiar}@{item.digest}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_copy(args: argparse.Namespace, stdin: TextIO) -> int:
+    from imgpull.transfer import copy
+
+    if len(args.images) < 1 or (len(args.images) < 2 and not args.file):
+        raise UsageError(
+            "copy needs SOURCE... DEST", "e.g. imgpull copy nginx:1.27 registry.local:5000/mirror"
+        )
+    *sources, destination = args.images
+    args.images = sources
+    refs = _references(args, stdin)
+    settings = settings_from(args, stdin)
+    reporter = make_reporter(quiet=args.quiet)
+    copied = copy(
+        refs,
+        destination,
+        platform=_platforms(args.platform),
+        all_platforms=args.all_platforms,
+        settings=settings,
+        reporter=reporter,
+    )
+    if not args.quiet:
+        for item in copied:
+            print(
+                f"Copied {item.source.familiar} to {item.destination.familiar}@{item.digest}",
+                file=sys.stderr,
+            )
     return EXIT_OK
 
 
@@ -595,6 +720,8 @@ def cmd_config(args: argparse.Namespace, stdin: TextIO) -> int:
 _COMMANDS = {
     "cache": cmd_cache,
     "config": cmd_config,
+    "copy": cmd_copy,
+    "push": cmd_push,
     "pull": cmd_pull,
     "inspect": cmd_inspect,
     "tags": cmd_tags,

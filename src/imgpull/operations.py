@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import sys
@@ -48,10 +49,18 @@ class PulledImage:
     config: ImageConfig
     platform: Platform
     endpoint: str  # the registry host that served the manifest
+    # With several platforms: every image manifest in the archive (``manifest`` among
+    # them, loaded by docker) and the index that lists just those.
+    platform_manifests: tuple[Manifest, ...] = ()
+    index: Index | None = None
+
+    @property
+    def manifests(self) -> tuple[Manifest, ...]:
+        return self.platform_manifests or (self.manifest,)
 
     @property
     def size(self) -> int:
-        return self.manifest.size
+        return sum(m.size for m in self.manifests)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +81,71 @@ class Endpoint:
 
     host: RegistryHost
     client: RegistryClient
+
+
+@dataclass(frozen=True, slots=True)
+class PlatformSelection:
+    """Which images of a multi-platform index to take."""
+
+    platforms: tuple[Platform, ...] = ()  # empty: the host's
+    everything: bool = False  # --all-platforms: the whole index, digests preserved
+
+    @classmethod
+    def of(
+        cls, platform: str | Platform | Sequence[Platform] | None, everything: bool = False
+    ) -> PlatformSelection:
+        if platform is None:
+            found: tuple[Platform, ...] = ()
+        elif isinstance(platform, Platform):
+            found = (platform,)
+        elif isinstance(platform, str):
+            found = tuple(Platform.parse(p) for p in platform.split(",") if p.strip())
+        else:
+            found = tuple(platform)
+        return cls(found, everything)
+
+    @property
+    def single(self) -> Platform | None:
+        return self.platforms[0] if len(self.platforms) == 1 and not self.everything else None
+
+    def choose(self, index: Index) -> list[Descriptor]:
+        if self.everything:
+            return list(index.manifests)
+        wanted = self.platforms or (Platform.host(),)
+        chosen = {}
+        for platform in wanted:
+            descriptor = index.select(platform)
+            chosen.setdefault(descriptor.digest, descriptor)
+        return list(chosen.values())
+
+    def primary(self, index: Index, children: Sequence[Descriptor]) -> Descriptor:
+        """The image docker loads: the first requested platform, else the host's, else
+        the first image."""
+        images = [c for c in children if c.platform is not None and not c.is_attestation]
+        for wanted in (*self.platforms, Platform.host()):
+            for child in images:
+                if child.platform is not None and wanted.matches(child.platform):
+                    return child
+        return (images or list(children))[0]
+
+    def index_for(self, index: Index, children: Sequence[Descriptor]) -> Index:
+        """The index an archive holds: the original when all of it is there (its digest
+        preserved), else one listing only the platforms present."""
+        if len(children) == len(index.manifests):
+            return index
+        data = json.loads(index.raw)
+        keep = {str(c.digest) for c in children}
+        data["manifests"] = [m for m in data["manifests"] if m.get("digest") in keep]
+        raw = json.dumps(data, indent=2).encode()
+        return Index(raw, index.media_type, Digest.of(raw), tuple(children))
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    digest: Digest  # what the reference resolves to
+    manifest: Manifest  # the image docker loads
+    platform_manifests: tuple[Manifest, ...]  # all images, with several platforms
+    index: Index | None
 
 
 # Failures after which the next endpoint (mirror, then upstream) is worth a try.
@@ -145,26 +219,34 @@ class Session:
         raise ConfigError("no endpoint to try")  # endpoints() never returns an empty list
 
     def resolve(
-        self, reference: Reference, platform: Platform | None
-    ) -> tuple[Digest, Manifest, Endpoint]:
-        """The image manifest for ``reference`` on ``platform``, the digest the reference
-        resolves to, and the endpoint that served it."""
+        self, reference: Reference, selection: PlatformSelection
+    ) -> tuple[Resolution, Endpoint]:
+        """What ``reference`` names on the selected platforms, and who served it."""
 
-        def fetch(endpoint: Endpoint) -> tuple[Digest, Manifest]:
+        def fetch(endpoint: Endpoint) -> Resolution:
             repository = reference.repository
             found = endpoint.client.get_manifest(repository, reference.identifier)
-            top = found.digest
-            if isinstance(found, Index):
-                choice = found.select(platform or Platform.host())
-                found = endpoint.client.get_manifest(repository, str(choice.digest))
-                if isinstance(found, Index):
+            if isinstance(found, Manifest):
+                return Resolution(found.digest, found, (), None)
+            children = selection.choose(found)
+            manifests = []
+            for child in children:
+                manifest = endpoint.client.get_manifest(repository, str(child.digest))
+                if isinstance(manifest, Index):
                     raise UnsupportedError(
                         f"{reference.familiar}: nested indexes are not supported"
                     )
-            return top, found
+                manifests.append(manifest)
+            primary = manifests[
+                [c.digest for c in children].index(selection.primary(found, children).digest)
+            ]
+            if len(manifests) == 1:
+                return Resolution(found.digest, primary, (), None)
+            return Resolution(
+                found.digest, primary, tuple(manifests), selection.index_for(found, children)
+            )
 
-        (top, manifest), endpoint = self.first_success(self.endpoints(reference), fetch)
-        return top, manifest, endpoint
+        return self.first_success(self.endpoints(reference), fetch)
 
     def blob_endpoints(self, reference: Reference, served_by: Endpoint) -> list[Endpoint]:
         """Blobs are content-addressed: the endpoint that served the manifest first, then
@@ -181,21 +263,25 @@ def pull(
     references: Sequence[str | Reference],
     output: str | os.PathLike[str] | None = None,
     *,
-    platform: str | Platform | None = None,
+    platform: str | Platform | Sequence[Platform] | None = None,
+    all_platforms: bool = False,
     archive_format: ArchiveFormat = "docker",
     settings: Settings | None = None,
     reporter: Reporter = SILENT,
 ) -> PullResult:
     """Pull images into one archive at ``output`` ("-" for stdout).
 
-    The archive appears only when everything succeeded; on any error nothing is left at
-    ``output``.
+    ``platform`` picks from multi-platform images (default: the host's); several
+    platforms ("linux/amd64,linux/arm64") or ``all_platforms`` put an index of those in
+    the archive's OCI view, while its Docker view loads the first requested platform (or
+    the host's). The archive appears only when everything succeeded; on any error
+    nothing is left at ``output``.
     """
     refs = parse_all(references)
     if not refs:
         raise ConfigError("no image references given", "name at least one image to pull")
     settings = settings or Settings.from_environment()
-    wanted = Platform.parse(platform) if isinstance(platform, str) else platform
+    wanted = PlatformSelection.of(platform, all_platforms)
     destination = _destination(output, refs)
     session = Session(settings, reporter)
     cache = _open_cache(settings, destination)
@@ -277,27 +363,38 @@ class _Resolved:
 def _resolve_all(
     session: Session,
     refs: Sequence[Reference],
-    platform: Platform | None,
+    selection: PlatformSelection,
     cache: BlobCache,
     reporter: Reporter,
 ) -> list[_Resolved]:
     def resolve(ref: Reference, cancelled: threading.Event) -> _Resolved:
         if cancelled.is_set():
             raise _Cancelled
-        top, manifest, endpoint = session.resolve(ref, platform)
+        found, endpoint = session.resolve(ref, selection)
+        manifest = found.manifest
         endpoints = session.blob_endpoints(ref, endpoint)
         _fetch_one(session, endpoints, ref, manifest.config, cache, reporter, cancelled, "config")
         with cache.open(manifest.config.digest) as handle:
             config = ImageConfig.parse(handle.read(), manifest.config.digest)
         image_platform = config.platform.normalized()
-        if platform is not None and not platform.matches(image_platform):
+        wanted = selection.single
+        if found.index is None and wanted is not None and not wanted.matches(image_platform):
             raise PlatformNotFoundError(
-                f"{ref.familiar} is a single-platform image for {image_platform}, not {platform}",
+                f"{ref.familiar} is a single-platform image for {image_platform}, not {wanted}",
                 f"use --platform {image_platform} or pick another tag",
                 available=(str(image_platform),),
             )
-        reporter.resolved(ref.familiar, str(top), image_platform)
-        image = PulledImage(ref, top, manifest, config, image_platform, endpoint.host.label)
+        reporter.resolved(ref.familiar, str(found.digest), image_platform)
+        image = PulledImage(
+            ref,
+            found.digest,
+            manifest,
+            config,
+            image_platform,
+            endpoint.host.label,
+            found.platform_manifests,
+            found.index,
+        )
         return _Resolved(image, endpoints)
 
     return _run_parallel(session.settings.jobs, refs, resolve)
@@ -349,8 +446,9 @@ def _fetch_blobs(
 ) -> None:
     unique: dict[Digest, tuple[_Resolved, Descriptor]] = {}
     for item in resolved:
-        for layer in item.image.manifest.layers:
-            unique.setdefault(layer.digest, (item, layer))
+        for manifest in item.image.manifests:
+            for blob in manifest.blobs:
+                unique.setdefault(blob.digest, (item, blob))
     # Biggest first: the long transfers start early and the pool drains evenly.
     tasks = sorted(unique.values(), key=lambda task: -task[1].size)
 
@@ -382,6 +480,8 @@ def _archive_images(images: Sequence[PulledImage]) -> list[ArchiveImage]:
                 (tag,) if tag else (),
                 (full,),
                 (ref.tag,) if ref.tag else ("",),
+                image.platform_manifests,
+                image.index,
             )
         )
     return result

@@ -8,7 +8,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
 from imgpull.auth import Authenticator, Credentials, TokenResponse
 from imgpull.cache import PartialBlob
@@ -26,7 +26,7 @@ from imgpull.errors import (
 )
 from imgpull.model import ACCEPT_MANIFESTS, Descriptor, Index, Manifest, parse_manifest
 from imgpull.settings import RegistryHost
-from imgpull.transport import HttpClient, Response, backoff, redact, translate
+from imgpull.transport import HttpClient, Response, backoff, origin, redact, translate
 
 log = logging.getLogger("imgpull.registry")
 
@@ -56,7 +56,7 @@ class RegistryClient:
         method: str,
         url: str,
         headers: dict[str, str],
-        body: bytes | None = None,
+        body: bytes | BinaryIO | None = None,
         *,
         stream: bool = False,
         retries: int | None = None,
@@ -107,7 +107,7 @@ class RegistryClient:
                     if challenge:
                         self.auth.learn(challenge)
                 elif response.status >= 400 and response.status != 404:
-                    raise _error_from(response, f"{self.host.name} /v2/ endpoint", None)
+                    raise error_from(response, f"{self.host.name} /v2/ endpoint", None)
                 self._base = f"{scheme}://{self.host.api_host}"
                 log.debug("registry %s at %s", self.host.name, self._base)
                 return self._base
@@ -125,17 +125,28 @@ class RegistryClient:
         stream: bool = False,
         retries: int | None = None,
         url: str | None = None,
+        body: bytes | BinaryIO | None = None,
+        scope: str | None = None,
     ) -> Response:
-        """An authenticated request; a 401 mid-run (an expired token) is answered once."""
-        target = url or self.ping() + path
-        scope = f"repository:{repository}:{actions}"
+        """An authenticated request; a 401 mid-run (an expired token) is answered once.
+
+        A streamed ``body`` cannot be sent twice: callers make an authenticated request
+        first (the upload's POST), so the token is in hand before the body goes out.
+        """
+        base = self.ping()
+        target = url or base + path
+        scope = scope or f"repository:{repository}:{actions}"
         sent = dict(headers or {})
-        authorization = self.auth.header(scope) if self.auth.needs_auth else None
+        # An upload URL on another host (some registries hand those out) gets no token.
+        same_host = origin(target) == origin(base)
+        needs = self.auth.needs_auth and same_host
+        authorization = self.auth.header(scope) if needs else None
         for attempt in range(2):
             if authorization:
                 sent["Authorization"] = authorization
-            response = self._send(method, target, sent, stream=stream, retries=retries)
-            if response.status != 401 or attempt == 1:
+            response = self._send(method, target, sent, body, stream=stream, retries=retries)
+            replayable = body is None or isinstance(body, bytes)
+            if response.status != 401 or attempt == 1 or not replayable or not same_host:
                 return response
             challenge = response.headers.get("WWW-Authenticate", "")
             if not challenge:
@@ -175,7 +186,7 @@ class RegistryClient:
         if identifier.startswith("sha256:") or "@" in identifier:
             what = f"{self.host.name}/{repository}@{identifier}"
         if response.status != 200:
-            raise _error_from(response, what, identifier)
+            raise error_from(response, what, identifier)
         raw = response.data
         if len(raw) > MAX_MANIFEST_BYTES:
             raise RegistryError(f"manifest of {what} is larger than {MAX_MANIFEST_BYTES} bytes")
@@ -189,7 +200,7 @@ class RegistryClient:
             raise RegistryError(f"config blob {descriptor.digest} is suspiciously large")
         response = self._blob_response(repository, descriptor, 0)
         if response.status != 200:
-            raise _error_from(response, f"blob {descriptor.digest} of {repository}", None)
+            raise error_from(response, f"blob {descriptor.digest} of {repository}", None)
         data = response.data
         verifier = Verifier(descriptor.digest, descriptor.size, what=f"blob {descriptor.digest}")
         verifier.update(data)
@@ -208,6 +219,15 @@ class RegistryClient:
             # Foreign layers live outside the registry: plain GET, no credentials.
             return self._send("GET", url, headers, stream=True, foreign=True)
         return self.request("GET", path, repository=repository, headers=headers, stream=True)
+
+    def open_blob(self, repository: str, descriptor: Descriptor, offset: int = 0) -> Response:
+        """A blob's bytes from ``offset`` as a stream (for copies); the caller closes it."""
+        response = self._blob_response(repository, descriptor, offset)
+        expected = 206 if offset else 200
+        if response.status != expected:
+            response.release_conn()
+            raise error_from(response, f"blob {descriptor.digest} of {repository}", None)
+        return response
 
     def download_blob(
         self,
@@ -273,7 +293,7 @@ class RegistryClient:
                     partial.restart()
             else:
                 where = redact(url) if url else f"{self.host.name}/{repository}"
-                raise _error_from(response, f"blob {descriptor.digest} of {where}", None)
+                raise error_from(response, f"blob {descriptor.digest} of {where}", None)
             for chunk in _chunks(response, url or self.host.api_host):
                 partial.write(chunk)
                 if on_progress:
@@ -290,7 +310,7 @@ class RegistryClient:
         while path:
             response = self.request("GET", path, repository=repository)
             if response.status != 200:
-                raise _error_from(response, f"{self.host.name}/{repository}", None)
+                raise error_from(response, f"{self.host.name}/{repository}", None)
             try:
                 tags = json.loads(response.data).get("tags") or []
             except (ValueError, AttributeError) as exc:
@@ -365,7 +385,7 @@ def _registry_errors(response: Response) -> list[dict[str, Any]]:
         return []
 
 
-def _error_from(response: Response, what: str, identifier: str | None) -> ImgpullError:
+def error_from(response: Response, what: str, identifier: str | None) -> ImgpullError:
     """Map an unexpected registry answer to one clear error."""
     status = response.status
     errors = _registry_errors(response)

@@ -18,7 +18,7 @@ import time
 import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Final
+from typing import BinaryIO, Final
 
 import urllib3
 from urllib3.exceptions import (
@@ -131,7 +131,7 @@ class HttpClient:
         url: str,
         *,
         headers: Mapping[str, str] | None = None,
-        body: bytes | None = None,
+        body: bytes | BinaryIO | None = None,
         tls: TLSConfig | None = None,
         stream: bool = False,
         retries: int | None = None,
@@ -178,7 +178,7 @@ class HttpClient:
         method: str,
         url: str,
         headers: Mapping[str, str] | None,
-        body: bytes | None,
+        body: bytes | BinaryIO | None,
         tls: TLSConfig,
         stream: bool,
     ) -> Response:
@@ -234,6 +234,7 @@ def _make_pool(proxy: str | None, tls: TLSConfig, jobs: int) -> urllib3.PoolMana
         "block": False,
         "retries": False,
         "ssl_context": ssl_context(tls),
+        "blocksize": 1024 * 1024,  # streamed uploads: large writes, not 16 KiB ones
     }
     if proxy is None:
         return urllib3.PoolManager(**options)  # type: ignore[arg-type]
