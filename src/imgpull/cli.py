@@ -281,6 +281,44 @@ def build_parser() -> argparse.ArgumentParser:
     _network_options(copy)
     _common_options(copy)
 
+    images = commands.add_parser(
+        "images",
+        help="list the images Kubernetes YAML uses",
+        description="Print the image references in Kubernetes YAML (files, directories, "
+        "multi-document streams, '-' for stdin): containers, initContainers and "
+        "ephemeralContainers of every workload, Lists included. For example "
+        "`helm template ... | imgpull images - | imgpull pull -f - -o bundle.tar`.",
+    )
+    images.add_argument("paths", nargs="+", metavar="PATH")
+    images.add_argument(
+        "--normalized",
+        action="store_true",
+        help="print full names (docker.io/library/nginx:1.27), not as written",
+    )
+    _common_options(images)
+
+    rewrite = commands.add_parser(
+        "rewrite",
+        help="point the images of Kubernetes YAML at a mirror or private registry",
+        description="Rewrite only image values (comments and formatting kept), showing a "
+        "diff unless --in-place. --mirror SRC=DST maps one registry (docker.io covers "
+        "implicit names like nginx); --to PREFIX puts every other image under one registry "
+        "keeping its path, as `imgpull push ARCHIVE PREFIX` does, with Kubernetes' own "
+        "images following kubeadm's imageRepository rule (registry.k8s.io/coredns/coredns "
+        "becomes PREFIX/coredns).",
+    )
+    rewrite.add_argument("paths", nargs="+", metavar="PATH")
+    rewrite.add_argument(
+        "--mirror",
+        action="append",
+        default=[],
+        metavar="SRC=DST",
+        help="e.g. quay.io=quay.mirrors.ustc.edu.cn (repeatable)",
+    )
+    rewrite.add_argument("--to", metavar="PREFIX", help="e.g. registry.local:5000/mirror")
+    rewrite.add_argument("--in-place", action="store_true", help="write the files")
+    _common_options(rewrite)
+
     inspect = commands.add_parser("inspect", help="describe an image without pulling it")
     inspect.add_argument("image", metavar="IMAGE")
     inspect.add_argument(
@@ -503,6 +541,36 @@ def cmd_copy(args: argparse.Namespace, stdin: TextIO) -> int:
     return EXIT_OK
 
 
+def cmd_images(args: argparse.Namespace, stdin: TextIO) -> int:
+    from imgpull.kube import list_images, read_sources
+
+    for image in list_images(read_sources(args.paths, stdin), normalized=args.normalized):
+        print(image)
+    return EXIT_OK
+
+
+def cmd_rewrite(args: argparse.Namespace, stdin: TextIO) -> int:
+    from imgpull.kube import parse_mirrors, rewrite
+
+    if not args.mirror and not args.to:
+        raise UsageError("nothing to rewrite to", "pass --mirror SRC=DST or --to PREFIX")
+    result = rewrite(
+        args.paths, stdin, mirrors=parse_mirrors(args.mirror), to=args.to, in_place=args.in_place
+    )
+    if result.text_for_stdin is not None:
+        sys.stdout.write(result.text_for_stdin)
+    elif not args.in_place:
+        sys.stdout.write(result.diff)
+    if not args.quiet:
+        changed = [name for name in result.changed if name != "-"]
+        verb = "rewrote" if args.in_place else "would rewrite"
+        print(
+            f"{verb} {len(result.replacements)} image references in {len(changed)} files",
+            file=sys.stderr,
+        )
+    return EXIT_OK
+
+
 def _summary(result: PullResult) -> None:
     err = sys.stderr
     for image in result.images:
@@ -721,7 +789,9 @@ _COMMANDS = {
     "cache": cmd_cache,
     "config": cmd_config,
     "copy": cmd_copy,
+    "images": cmd_images,
     "push": cmd_push,
+    "rewrite": cmd_rewrite,
     "pull": cmd_pull,
     "inspect": cmd_inspect,
     "tags": cmd_tags,

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imgpull.errors import ConfigError
-from imgpull.reference import DOCKER_HUB, normalize_registry
+from imgpull.errors import ConfigError, InvalidReferenceError
+from imgpull.reference import DOCKER_HUB
+from imgpull.reference import normalize_registry as _normalize
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +48,17 @@ class Mirror:
             raise ConfigError(
                 f"mirror {raw!r} in {source}: only http:// and https:// are supported"
             )
-        if not parts.netloc or parts.query or parts.fragment or "@" in parts.netloc:
+        try:
+            port_ok = parts.port is None or 0 < parts.port < 65536
+        except ValueError:
+            port_ok = False
+        host_ok = bool(parts.hostname) and all(c.isalnum() or c in ".-:[]" for c in parts.netloc)
+        if (
+            not (parts.netloc and port_ok and host_ok)
+            or parts.query
+            or parts.fragment
+            or "@" in parts.netloc
+        ):
             raise ConfigError(
                 f"invalid mirror {raw!r} in {source}",
                 "use https://HOST[:PORT][/PATH-PREFIX], e.g. https://m.daocloud.io/docker.io",
@@ -143,6 +154,14 @@ def _read(path: Path) -> str | None:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
 
 
+def normalize_registry(name: str, source: str = "configuration") -> str:
+    """A registry name from a file; a bad one is reported with the file it came from."""
+    try:
+        return _normalize(name)
+    except InvalidReferenceError as exc:
+        raise ConfigError(f"{source}: {exc.message}", exc.hint) from exc
+
+
 def _strings(value: Any, what: str, source: str) -> list[str]:
     if isinstance(value, str):
         return [value]
@@ -190,7 +209,7 @@ def load_imgpull_toml(path: Path) -> FileConfig | None:
     for name in _strings(data.get("insecure_registries", []), "insecure_registries", source):
         _merge(
             registries,
-            normalize_registry(name),
+            normalize_registry(name, source),
             RegistryConfig(insecure=True, sources={"insecure": source}),
         )
     tables = data.get("registries", {})
@@ -205,7 +224,7 @@ def load_imgpull_toml(path: Path) -> FileConfig | None:
         sources = {key: source for key in table}
         _merge(
             registries,
-            normalize_registry(name),
+            normalize_registry(name, source),
             RegistryConfig(
                 mirrors=tuple(
                     Mirror.parse(m, source)
@@ -248,7 +267,11 @@ def load_daemon_json(path: Path) -> dict[str, RegistryConfig] | None:
             sources={"mirrors": source},
         )
     for entry in _strings(data.get("insecure-registries", []), "insecure-registries", source):
-        key = f"cidr:{entry}" if "/" in entry and _is_cidr(entry) else normalize_registry(entry)
+        key = (
+            f"cidr:{entry}"
+            if "/" in entry and _is_cidr(entry)
+            else normalize_registry(entry, source)
+        )
         _merge(registries, key, RegistryConfig(insecure=True, sources={"insecure": source}))
     return registries
 
@@ -295,7 +318,7 @@ def load_registries_conf(path: Path) -> dict[str, RegistryConfig] | None:
             mirrors.append(Mirror.parse(where, source, insecure=bool(mirror.get("insecure"))))
         if location != prefix:
             # The registry itself lives elsewhere: treat it as a mirror that must serve.
-            mirrors.append(Mirror.parse(location, source))
+            mirrors.append(Mirror.parse(location, source, insecure=bool(entry.get("insecure"))))
         sources: dict[str, str] = {}
         if mirrors:
             sources["mirrors"] = source
@@ -309,7 +332,7 @@ def load_registries_conf(path: Path) -> dict[str, RegistryConfig] | None:
             sources["mirror_only"] = source
         _merge(
             registries,
-            normalize_registry(prefix),
+            normalize_registry(prefix, source),
             RegistryConfig(
                 mirrors=tuple(mirrors),
                 mirror_only=location != prefix,

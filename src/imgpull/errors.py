@@ -71,6 +71,9 @@ class NetworkError(ImgpullError):
 
 class TLSError(NetworkError):
     temporary = False
+    # The handshake failed the way it does against a plain-HTTP server: trying plain
+    # HTTP, where that is allowed, may work. Never set for an untrusted certificate.
+    maybe_plain_http = False
 
 
 class ProxyError(NetworkError):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import platform as host_platform
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Final, Protocol
 
@@ -219,6 +219,19 @@ class Index:
         # Prefer an exact variant match, then the first listed, as containerd does.
         exact = [d for d in candidates if d.platform and d.platform.normalized() == wanted]
         return (exact or candidates)[0]
+
+
+def index_subset(index: Index, children: Sequence[Descriptor]) -> Index:
+    """``index`` listing only ``children`` (same media type and annotations); the index
+    itself when nothing is left out, so its digest survives."""
+    keep = {str(c.digest) for c in children}
+    if {str(d.digest) for d in index.manifests} <= keep:
+        return index
+    data = json.loads(index.raw)
+    data["manifests"] = [m for m in data["manifests"] if m.get("digest") in keep]
+    raw = json.dumps(data, indent=2).encode()
+    kept = tuple(d for d in index.manifests if str(d.digest) in keep)
+    return Index(raw, index.media_type, Digest.of(raw), kept)
 
 
 def parse_manifest(raw: bytes, media_type: str, digest: Digest) -> Manifest | Index:

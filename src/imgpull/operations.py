@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import secrets
 import sys
@@ -31,7 +30,7 @@ from imgpull.errors import (
     RegistryError,
     UnsupportedError,
 )
-from imgpull.model import Descriptor, ImageConfig, Index, Manifest, Platform
+from imgpull.model import Descriptor, ImageConfig, Index, Manifest, Platform, index_subset
 from imgpull.progress import SILENT, Reporter
 from imgpull.reference import Reference, parse_reference, parse_repository, safe_filename
 from imgpull.registry import RegistryClient
@@ -112,7 +111,7 @@ class PlatformSelection:
         if self.everything:
             return list(index.manifests)
         wanted = self.platforms or (Platform.host(),)
-        chosen = {}
+        chosen: dict[Digest, Descriptor] = {}
         for platform in wanted:
             descriptor = index.select(platform)
             chosen.setdefault(descriptor.digest, descriptor)
@@ -131,13 +130,7 @@ class PlatformSelection:
     def index_for(self, index: Index, children: Sequence[Descriptor]) -> Index:
         """The index an archive holds: the original when all of it is there (its digest
         preserved), else one listing only the platforms present."""
-        if len(children) == len(index.manifests):
-            return index
-        data = json.loads(index.raw)
-        keep = {str(c.digest) for c in children}
-        data["manifests"] = [m for m in data["manifests"] if m.get("digest") in keep]
-        raw = json.dumps(data, indent=2).encode()
-        return Index(raw, index.media_type, Digest.of(raw), tuple(children))
+        return index_subset(index, children)
 
 
 @dataclass(frozen=True, slots=True)

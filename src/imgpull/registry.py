@@ -93,7 +93,7 @@ class RegistryClient:
                 except ProxyError:
                     raise  # the proxy failed, not the scheme: another scheme won't help
                 except TLSError as exc:
-                    if "not trusted" in exc.message or scheme == self.host.schemes[-1]:
+                    if not exc.maybe_plain_http or scheme == self.host.schemes[-1]:
                         raise
                     error = exc  # a plain-HTTP server; try the next scheme
                     continue

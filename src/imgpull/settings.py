@@ -215,36 +215,43 @@ class Settings:
         """
         parts = urllib.parse.urlsplit(url)
         host = (parts.hostname or "").lower()
-        if not host or is_loopback_host(host) or bypasses_proxy(host, parts.port, self.no_proxy):
-            return None
-        if self.proxy:
-            return self.proxy
         scheme = parts.scheme.lower()
-        return self.env_proxies.get(scheme) or self.env_proxies.get("all")
+        port = parts.port or {"http": 80, "https": 443}.get(scheme)
+        bracketed = f"[{host}]" if ":" in host else host
+        if not host or is_loopback_host(bracketed) or bypasses_proxy(host, port, self.no_proxy):
+            return None
+        # Flags, then the environment, then the config file.
+        if self.proxy and self.origins.get("proxy") == "--proxy":
+            return self.proxy
+        from_env = self.env_proxies.get(scheme) or self.env_proxies.get("all")
+        return from_env or self.proxy
 
 
-def _env(name: str) -> str | None:
-    """Lower case first, as curl and requests read proxy variables."""
-    return os.environ.get(name.lower()) or os.environ.get(name.upper()) or None
+def _env(name: str) -> tuple[str, str] | None:
+    """(value, variable): lower case first, as curl and requests read proxy variables."""
+    for variable in (name.lower(), name.upper()):
+        if os.environ.get(variable):
+            return os.environ[variable], variable
+    return None
 
 
 def _proxy_environment(files: FileConfig, origins: dict[str, str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     proxies: dict[str, str] = {}
     for scheme, name in (("https", "https_proxy"), ("http", "http_proxy"), ("all", "all_proxy")):
-        value = _env(name)
-        if value:
-            check_proxy_url(value, name.upper())
+        found = _env(name)
+        if found:
+            value, variable = found
+            check_proxy_url(value, variable)
             proxies[scheme] = value
-            origins[f"{scheme}_proxy"] = name.upper()
+            origins[f"{scheme}_proxy"] = variable
     values["env_proxies"] = proxies
     if files.proxy:
         values["proxy"] = files.proxy[0]
         origins["proxy"] = files.proxy[1]
     no_proxy = _env("no_proxy")
     if no_proxy is not None:
-        values["no_proxy"] = no_proxy
-        origins["no_proxy"] = "NO_PROXY"
+        values["no_proxy"], origins["no_proxy"] = no_proxy
     elif files.no_proxy:
         values["no_proxy"] = files.no_proxy[0]
         origins["no_proxy"] = files.no_proxy[1]
@@ -263,7 +270,11 @@ def _certs_dirs(files: FileConfig, origins: dict[str, str]) -> tuple[Path, ...] 
 
 def check_proxy_url(url: str, origin: str) -> None:
     parts = urllib.parse.urlsplit(url)
-    if parts.scheme.lower() not in PROXY_SCHEMES or not parts.hostname:
+    try:
+        valid_port = parts.port is None or 0 < parts.port < 65536
+    except ValueError:
+        valid_port = False
+    if parts.scheme.lower() not in PROXY_SCHEMES or not parts.hostname or not valid_port:
         raise ConfigError(
             f"invalid proxy {redact_proxy(url)!r} from {origin}",
             "use http://, https://, socks5:// or socks5h:// with a host, e.g. "

@@ -32,6 +32,7 @@ from imgpull.model import (
     Index,
     Manifest,
     Platform,
+    index_subset,
 )
 from imgpull.operations import Endpoint, Session, _Cancelled, _run_parallel, parse_all
 from imgpull.progress import SILENT, Reporter
@@ -68,10 +69,8 @@ def destination_for(source: Reference, destination: str, *, several: bool) -> Re
                 "give a registry[/namespace] prefix instead, e.g. registry.local:5000/mirror",
             )
         return parse_reference(text)
-    mapped = map_reference(source, mirrors={}, to=text)
-    if mapped is None:
-        raise ConfigError(f"cannot place {source.familiar} under {destination}")
-    return parse_reference(mapped)
+    # None: the image already lives under that prefix.
+    return map_reference(source, mirrors={}, to=text) or source
 
 
 class _BlobCopier:
@@ -208,7 +207,7 @@ def _copy_one(
     if all_platforms:
         raw, media_type = found.raw, found.media_type  # digests preserved, index included
     else:
-        raw, media_type = _sub_index(found, children), found.media_type or OCI_INDEX
+        raw, media_type = index_subset(found, children).raw, found.media_type or OCI_INDEX
     digest = put_manifest(dst, target.repository, tag, raw, media_type)
     return Copied(source, target, digest, platforms)
 
@@ -219,14 +218,6 @@ def _children(index: Index, wanted: list[Platform], all_platforms: bool) -> list
     if not wanted:
         return [index.select(Platform.host())]
     return [index.select(p) for p in wanted]
-
-
-def _sub_index(index: Index, children: list[Descriptor]) -> bytes:
-    """An index listing only ``children``, in the source's own media type."""
-    data = json.loads(index.raw)
-    keep = {str(c.digest) for c in children}
-    data["manifests"] = [m for m in data["manifests"] if m.get("digest") in keep]
-    return json.dumps(data, indent=2).encode()
 
 
 def _copy_manifest(
@@ -284,18 +275,45 @@ def push(
     work = Path(tempfile.mkdtemp(prefix="imgpull-push-"))
     try:
         with ImageArchive(Path(archive_path)) as archive:
-            if not archive.images:
+            count = len(archive.images) + len(archive.indexes)
+            if not count:
                 raise ArchiveError(f"{archive_path} holds no images")
-            several = len(archive.images) > 1
             results: list[Pushed] = []
             for number, image in enumerate(archive.images):
-                targets = _push_targets(image.names, destination, several, archive_path)
-                manifest_raw, media_type, blobs = _prepare(archive, image, work / str(number))
+                targets = _push_targets(image.names, destination, count > 1, archive_path)
+                prepared = _prepare(archive, image, work / str(number))
                 for target in targets:
                     digest = _push_one(
-                        session, target, manifest_raw, media_type, blobs, chunk_size, reporter
+                        session, target, _tag(target), prepared, chunk_size, reporter
                     )
                     results.append(Pushed(tuple(image.names), target, digest))
+            for number, index in enumerate(archive.indexes):
+                targets = _push_targets(index.names, destination, count > 1, archive_path)
+                children = [
+                    _prepare(archive, child, work / f"index-{number}-{n}")
+                    for n, child in enumerate(index.images)
+                ]
+                present = [c.manifest.descriptor for c in index.images if c.manifest]
+                raw = index_subset(index.index, present).raw
+                for target in targets:
+                    for prepared in children:
+                        _push_one(
+                            session,
+                            target,
+                            str(Digest.of(prepared[0])),
+                            prepared,
+                            chunk_size,
+                            reporter,
+                        )
+                    client = session.client(target)
+                    digest = put_manifest(
+                        client,
+                        target.repository,
+                        _tag(target),
+                        raw,
+                        index.index.media_type or OCI_INDEX,
+                    )
+                    results.append(Pushed(tuple(index.names), target, digest))
             return results
     finally:
         session.close()
@@ -342,7 +360,9 @@ def _prepare(
     """The manifest to push and its blobs. The archive's own manifest is kept byte for
     byte when it has one and no layer needed compressing; otherwise a Docker schema 2
     manifest is written, as `docker push` would."""
-    config = Descriptor(DOCKER_CONFIG, image.config_digest, len(image.config))
+    config = Descriptor(
+        image.config_media_type or DOCKER_CONFIG, image.config_digest, len(image.config)
+    )
     blobs = [_ReadyBlob(config, lambda offset: io.BytesIO(image.config[offset:]))]
     changed = False
     layers: list[Descriptor] = []
@@ -437,15 +457,19 @@ class _HashingWriter:
         self.out.flush()
 
 
+def _tag(target: Reference) -> str:
+    return target.tag or (str(target.digest) if target.digest else "latest")
+
+
 def _push_one(
     session: Session,
     target: Reference,
-    manifest_raw: bytes,
-    media_type: str,
-    blobs: list[_ReadyBlob],
+    reference: str,
+    prepared: tuple[bytes, str, list[_ReadyBlob]],
     chunk_size: int | None,
     reporter: Reporter,
 ) -> Digest:
+    manifest_raw, media_type, blobs = prepared
     client = session.client(target)
 
     def one(blob: _ReadyBlob, cancelled: threading.Event) -> None:
@@ -474,5 +498,4 @@ def _push_one(
         reporter.blob_done(descriptor)
 
     _run_parallel(session.settings.jobs, blobs, one)
-    tag = target.tag or (str(target.digest) if target.digest else "latest")
-    return put_manifest(client, target.repository, tag, manifest_raw, media_type)
+    return put_manifest(client, target.repository, reference, manifest_raw, media_type)

@@ -16,6 +16,7 @@ import ssl
 import threading
 import time
 import urllib.parse
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import BinaryIO, Final
@@ -37,6 +38,8 @@ from imgpull.errors import NetworkError, ProxyError, TLSError
 from imgpull.settings import Settings, TLSConfig, redact_proxy
 
 log = logging.getLogger("imgpull.http")
+# --insecure is the user's explicit choice; one warning per request would bury the output.
+warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
 
 RETRY_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
 IDEMPOTENT: Final = frozenset({"GET", "HEAD"})
@@ -310,16 +313,33 @@ def translate(exc: BaseException, url: str, proxy: str | None = None) -> Network
         )
     if isinstance(exc, SSLError):
         reason = _reason(exc)
-        if "CERTIFICATE_VERIFY_FAILED" in reason or "certificate" in reason.lower():
+        upper = reason.upper()
+        if "CERTIFICATE_VERIFY_FAILED" in upper or "CERTIFICATE VERIFY FAILED" in upper:
             return TLSError(
                 f"TLS certificate of {host} is not trusted: {reason}",
-                "add its CA with --ca-cert FILE or SSL_CERT_FILE, or use --insecure if you "
-                "trust the network",
+                "add its CA with --ca-cert FILE, SSL_CERT_FILE or certs.d/HOST/ca.crt, or use "
+                "--insecure-registry HOST if you trust the network",
             )
-        return TLSError(
+        if "ALERT" in upper and "CERTIFICATE" in upper:
+            return TLSError(
+                f"{host} refused the TLS client certificate: {reason}",
+                f"it wants a client certificate: put client.cert and client.key in "
+                f"/etc/docker/certs.d/{host}/ (or IMGPULL_CERTS_DIR)",
+            )
+        if "WRONG_VERSION_NUMBER" in upper or "RECORD_LAYER" in upper or "HTTP_REQUEST" in upper:
+            plain = TLSError(
+                f"TLS handshake with {host} failed: {reason}",
+                f"the registry may speak plain HTTP; if so, allow it with "
+                f"--insecure-registry {host}",
+            )
+            plain.maybe_plain_http = True
+            return plain
+        other = TLSError(
             f"TLS handshake with {host} failed: {reason}",
             "check that the registry speaks HTTPS on that port",
         )
+        other.maybe_plain_http = True
+        return other
     if isinstance(exc, NameResolutionError):
         return NetworkError(
             f"cannot resolve host {parts.hostname}", "check the registry name and your DNS"

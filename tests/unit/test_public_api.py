@@ -48,7 +48,7 @@ ALLOWED: dict[str, set[str]] = {
     "render": {"digest", "model", "progress"},
     "cli": {
         "__init__", "archive", "cache", "config", "errors", "model", "operations", "reference",
-        "transfer",
+        "transfer", "kube",
         "render", "settings",
     },
     "__main__": {"cli"},

@@ -1,0 +1,227 @@
+"""Push archives into registries and copy between registries, against real registries."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from imgpull.cli import EXIT_AUTH
+from tests.archive_view import ArchiveView
+from tests.cli import assert_clean_failure, run_imgpull
+from tests.fixtures.faultproxy import FaultProxy, Rule, Status
+from tests.fixtures.images import StandardImages
+from tests.fixtures.proxies import Isolated
+from tests.fixtures.registry import RegistryServer, start_registry
+
+pytestmark = pytest.mark.usefixtures("fresh_env")
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> Iterator[RegistryServer]:
+    """An empty registry to push and copy into."""
+    server = start_registry(tmp_path / "target", storage=tmp_path / "target-storage")
+    yield server
+    server.stop()
+
+
+def _ok(*args: str, input: bytes | None = None) -> None:
+    done = run_imgpull(*args, input=input)
+    assert done.returncode == 0, done.stderr.decode()
+
+
+def test_pull_push_pull_round_trip_keeps_digests(
+    registry: RegistryServer,
+    standard_images: StandardImages,
+    target: RegistryServer,
+    tmp_path: Path,
+) -> None:
+    images = [standard_images.layers, standard_images.dockertypes]
+    first = tmp_path / "first.tar"
+    _ok("pull", "-q", *(f"{registry.host}/{i.reference}" for i in images), "-o", str(first))
+    _ok("push", "-q", str(first), f"{target.host}/mirror")
+    second = tmp_path / "second.tar"
+    _ok("pull", "-q", *(f"{target.host}/mirror/{i.reference}" for i in images), "-o", str(second))
+    before, after = ArchiveView.read(first), ArchiveView.read(second)
+    assert after.index_digests == before.index_digests
+    assert set(after.blobs) == set(before.blobs)
+    assert [i.manifest_digest for i in images] == after.index_digests
+
+
+def test_push_to_a_full_reference(
+    registry: RegistryServer,
+    standard_images: StandardImages,
+    target: RegistryServer,
+    tmp_path: Path,
+) -> None:
+    archive = tmp_path / "one.tar"
+    _ok("pull", "-q", f"{registry.host}/test/hello:1", "-o", str(archive))
+    _ok("push", "-q", str(archive), f"{target.host}/team/app:v2")
+    found = run_imgpull("inspect", f"{target.host}/team/app:v2")
+    assert standard_images.hello.manifest_digest.encode() in found.stdout
+
+
+def test_second_push_uploads_nothing(
+    registry: RegistryServer,
+    standard_images: StandardImages,
+    target: RegistryServer,
+    tmp_path: Path,
+) -> None:
+    archive = tmp_path / "one.tar"
+    _ok("pull", "-q", f"{registry.host}/test/layers:1", "-o", str(archive))
+    _ok("push", "-q", str(archive), f"{target.host}/m")
+    mark = target.log_mark()
+    _ok("push", "-q", str(archive), f"{target.host}/m")
+    assert target.count_requests("PUT", r"/v2/.*/blobs/uploads/.*", since=mark) == 0
+    assert target.count_requests("PATCH", r"/v2/.*/blobs/uploads/.*", since=mark) == 0
+
+
+def test_registry_refusing_large_bodies_gets_chunks(
+    registry: RegistryServer,
+    standard_images: StandardImages,
+    target: RegistryServer,
+    fault_proxy_factory,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    proxy: FaultProxy = fault_proxy_factory(target)
+    # Like an nginx with client_max_body_size 512k in front of the registry.
+    proxy.add_rule(
+        Rule(
+            method="PUT",
+            path=r"/v2/.*/blobs/uploads/.*",
+            times=None,
+            headers={"content-length": r"^\d{6,}$"},
+            action=Status(413),
+        )
+    )
+    archive = tmp_path / "one.tar"
+    _ok("pull", "-q", f"{registry.host}/test/hello:1", "-o", str(archive))
+    _ok("push", "-q", str(archive), f"{proxy.host}/chunked/hello:1", "--chunk-size", "256k")
+    assert proxy.requests_to("PATCH", r"/v2/.*/blobs/uploads/.*")
+    found = run_imgpull("inspect", f"{target.host}/chunked/hello:1")
+    assert standard_images.hello.manifest_digest.encode() in found.stdout
+
+
+def test_push_falls_back_to_chunks_on_413(
+    registry: RegistryServer,
+    standard_images: StandardImages,
+    target: RegistryServer,
+    fault_proxy_factory,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    proxy: FaultProxy = fault_proxy_factory(target)
+    proxy.add_rule(
+        Rule(
+            method="PUT",
+            path=r"/v2/.*/blobs/uploads/.*",
+            times=None,
+            headers={"content-length": r"^\d{6,}$"},
+            action=Status(413),
+        )
+    )
+    archive = tmp_path / "one.tar"
+    _ok("pull", "-q", f"{registry.host}/test/hello:1", "-o", str(archive))
+    _ok("push", "-q", str(archive), f"{proxy.host}/auto/hello:1")
+    assert proxy.requests_to("PATCH", r"/v2/.*/blobs/uploads/.*")
+
+
+def test_push_through_a_proxy(
+    isolated_registry: Isolated,
+    registry: RegistryServer,
+    standard_images: StandardImages,
+    tmp_path: Path,
+) -> None:
+    archive = tmp_path / "one.tar"
+    _ok("pull", "-q", f"{registry.host}/test/hello:1", "-o", str(archive))
+    mark = isolated_registry.http_proxy.log_mark()
+    destination = isolated_registry.ref("pushed/via-proxy", "1")
+    _ok(
+        "push",
+        "-q",
+        str(archive),
+        destination,
+        "--insecure",
+        "--proxy",
+        isolated_registry.http_proxy.url,
+    )
+    assert isolated_registry.http_proxy.requests_seen(since=mark)
+    # The isolated registry shares storage with the plain one: the push is visible there.
+    found = run_imgpull("inspect", f"{registry.host}/pushed/via-proxy:1")
+    assert standard_images.hello.manifest_digest.encode() in found.stdout
+
+
+def test_push_without_rights_fails_cleanly(
+    registry: RegistryServer,
+    standard_images: StandardImages,
+    basic_registry: RegistryServer,
+    tmp_path: Path,
+) -> None:
+    archive = tmp_path / "one.tar"
+    _ok("pull", "-q", f"{registry.host}/test/hello:1", "-o", str(archive))
+    done = run_imgpull(
+        "push",
+        "-q",
+        str(archive),
+        f"{basic_registry.host}/denied/hello:1",
+        "--ca-cert",
+        str(basic_registry.ca_cert),
+    )
+    assert_clean_failure(done, code=EXIT_AUTH, contains=basic_registry.host)
+
+
+def test_garbage_archive_fails_cleanly(tmp_path: Path, target: RegistryServer) -> None:
+    garbage = tmp_path / "garbage.tar"
+    garbage.write_bytes(b"this is not a tar archive at all" * 100)
+    done = run_imgpull("push", str(garbage), f"{target.host}/x")
+    assert done.returncode != 0
+    assert done.stderr.decode().count("\n") == 1 and b"Traceback" not in done.stderr
+    missing = run_imgpull("push", str(tmp_path / "missing.tar"), f"{target.host}/x")
+    assert_clean_failure(missing, code=2, contains="does not exist")
+
+
+def test_copy_all_platforms_keeps_the_index_digest(
+    registry: RegistryServer,
+    standard_images: StandardImages,
+    target: RegistryServer,
+) -> None:
+    index = standard_images.multi_oci
+    _ok(
+        "copy", "-q", index.ref(registry.host), f"{target.host}/copied/multi:oci", "--all-platforms"
+    )
+    found = run_imgpull("inspect", f"{target.host}/copied/multi:oci")
+    assert index.digest.encode() in found.stdout
+
+
+def test_copy_one_platform_and_many_to_a_prefix(
+    registry: RegistryServer,
+    standard_images: StandardImages,
+    target: RegistryServer,
+    tmp_path: Path,
+) -> None:
+    index = standard_images.multi_docker
+    _ok(
+        "copy",
+        "-q",
+        index.ref(registry.host),
+        f"{target.host}/one/multi:arm",
+        "--platform",
+        "linux/arm64",
+    )
+    found = run_imgpull("inspect", f"{target.host}/one/multi:arm")
+    assert index.platforms["linux/arm64/v8"].encode() in found.stdout
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{registry.host}/test/hello:1\n{registry.host}/test/layers:1\n")
+    _ok("copy", "-q", "-f", str(listing), f"{target.host}/prefix")
+    for image in (standard_images.hello, standard_images.layers):
+        found = run_imgpull("inspect", f"{target.host}/prefix/{image.reference}")
+        assert image.manifest_digest.encode() in found.stdout
+
+
+def test_copy_within_one_registry_mounts_blobs(
+    registry: RegistryServer, standard_images: StandardImages
+) -> None:
+    mark = registry.log_mark()
+    _ok("copy", "-q", f"{registry.host}/test/layers:1", f"{registry.host}/mounted/layers:1")
+    assert registry.count_requests("POST", r"/v2/mounted/layers/blobs/uploads/.*", since=mark)
+    assert registry.count_requests("GET", r"/v2/test/layers/blobs/.*", since=mark) == 0
