@@ -58,8 +58,9 @@ Mapping rules (:func:`map_reference`)
     ``registry.k8s.io/coredns/coredns:v1.11.1`` maps to ``PREFIX/coredns:v1.11.1``. The
     other kubeadm images are top-level already (``PREFIX/kube-apiserver``), and images
     outside kubeadm keep their path (``registry.k8s.io/ingress-nginx/controller`` ->
-    ``PREFIX/ingress-nginx/controller``), so no two repositories collide. Mirror rules keep paths as they are, kubeadm or not (a mirror has the
-    same layout). ``imgpull push`` names its destinations with the same function:
+    ``PREFIX/ingress-nginx/controller``), so no two repositories collide. Mirror rules
+    keep paths as they are, kubeadm or not (a mirror has the same layout). ``imgpull push``
+    names its destinations with the same function:
     ``map_reference(ref, mirrors={}, to=PREFIX) or ref``.
 
     Tags and digests are kept, both when a reference has both. A reference written without
