@@ -280,9 +280,18 @@ def pull(
     cache = _open_cache(settings, destination)
     try:
         resolved = _resolve_all(session, refs, wanted, cache, reporter)
-        _fetch_blobs(session, resolved, cache, reporter)
         images = [item.image for item in resolved]
-        size = _write(destination, images, cache, archive_format, reporter)
+        downloads = _Downloads(session, resolved, cache, reporter)
+        try:
+            size = _write(destination, images, downloads, archive_format, reporter)
+            downloads.wait()
+        except BaseException:
+            # The write may fail first only because a download did: report that one.
+            if downloads.failures:
+                raise downloads.failures[0] from None
+            raise
+        finally:
+            downloads.close()
     finally:
         session.close()
         if not settings.use_cache:
@@ -434,31 +443,67 @@ def _fetch_one(
     reporter.blob_done(descriptor)
 
 
-def _fetch_blobs(
-    session: Session, resolved: Sequence[_Resolved], cache: BlobCache, reporter: Reporter
-) -> None:
-    unique: dict[Digest, tuple[_Resolved, Descriptor]] = {}
-    for item in resolved:
-        for manifest in item.image.manifests:
-            for blob in manifest.blobs:
-                unique.setdefault(blob.digest, (item, blob))
-    # Biggest first: the long transfers start early and the pool drains evenly.
-    tasks = sorted(unique.values(), key=lambda task: -task[1].size)
+class _Downloads:
+    """Layer downloads running on a pool while the archive is written: the writer takes
+    each blob as soon as it is in the cache, in archive order, so writing overlaps the
+    transfers still going on. The first failure cancels the rest and is what is raised."""
 
-    def fetch(task: tuple[_Resolved, Descriptor], cancelled: threading.Event) -> None:
-        item, descriptor = task
-        _fetch_one(
-            session,
-            item.blob_endpoints,
-            item.image.reference,
-            descriptor,
-            cache,
-            reporter,
-            cancelled,
-            "layer",
-        )
+    def __init__(
+        self,
+        session: Session,
+        resolved: Sequence[_Resolved],
+        cache: BlobCache,
+        reporter: Reporter,
+    ) -> None:
+        self.cache = cache
+        self.cancelled = threading.Event()
+        self.failures: list[BaseException] = []
+        unique: dict[Digest, tuple[_Resolved, Descriptor]] = {}
+        for item in resolved:
+            for manifest in item.image.manifests:
+                for blob in manifest.blobs:
+                    unique.setdefault(blob.digest, (item, blob))
 
-    _run_parallel(session.settings.jobs, tasks, fetch)
+        def fetch(item: _Resolved, descriptor: Descriptor) -> None:
+            try:
+                _fetch_one(
+                    session,
+                    item.blob_endpoints,
+                    item.image.reference,
+                    descriptor,
+                    cache,
+                    reporter,
+                    self.cancelled,
+                    "layer",
+                )
+            except BaseException as exc:
+                if not isinstance(exc, _Cancelled):
+                    self.failures.append(exc)
+                self.cancelled.set()
+                raise
+
+        workers = max(1, min(session.settings.jobs, len(unique)))
+        self.pool = ThreadPoolExecutor(max_workers=workers)
+        # Submitted in archive order, which is the order the writer needs them.
+        self.futures = {d: self.pool.submit(fetch, *task) for d, task in unique.items()}
+
+    def open(self, digest: Digest) -> BinaryIO:
+        future = self.futures.get(digest)
+        if future is not None and future.exception() is not None:
+            self.cancelled.set()
+            raise self.failures[0] if self.failures else future.exception()  # type: ignore[misc]
+        return self.cache.open(digest)
+
+    def wait(self) -> None:
+        """Every download finished; raises the first failure."""
+        for digest in self.futures:
+            self.open(digest).close()
+
+    def close(self) -> None:
+        self.cancelled.set()
+        for future in self.futures.values():
+            future.cancel()
+        self.pool.shutdown(wait=True)
 
 
 def _archive_images(images: Sequence[PulledImage]) -> list[ArchiveImage]:
@@ -483,7 +528,7 @@ def _archive_images(images: Sequence[PulledImage]) -> list[ArchiveImage]:
 def _write(
     destination: str,
     images: Sequence[PulledImage],
-    cache: BlobCache,
+    downloads: _Downloads,
     archive_format: ArchiveFormat,
     reporter: Reporter,
 ) -> int:
@@ -491,14 +536,17 @@ def _write(
     total = sum(image.size for image in images)
     reporter.writing(destination, total)
     if destination == STDOUT:
+        # Nothing may reach a pipe before every blob is verified: a reader such as
+        # `docker load` would take a half-pulled image.
+        downloads.wait()
         try:
             return write_archive(
-                sys.stdout.buffer, entries, cache.open, archive_format=archive_format
+                sys.stdout.buffer, entries, downloads.open, archive_format=archive_format
             )
         except BrokenPipeError as exc:
             raise ArchiveError("the reader of standard output went away") from exc
     with _atomic_output(Path(destination)) as out:
-        return write_archive(out, entries, cache.open, archive_format=archive_format)
+        return write_archive(out, entries, downloads.open, archive_format=archive_format)
 
 
 @contextlib.contextmanager
