@@ -8,7 +8,7 @@ import secrets
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
@@ -36,6 +36,7 @@ from imgpull.reference import Reference, parse_reference, parse_repository, safe
 from imgpull.registry import RegistryClient
 from imgpull.settings import RegistryHost, Settings, default_docker_config_dir
 from imgpull.transport import HttpClient
+from imgpull.workers import Cancelled, run_parallel
 
 STDOUT = "-"
 
@@ -68,10 +69,6 @@ class PullResult:
     output: str  # a path, or "-" for standard output
     archive_format: ArchiveFormat
     archive_size: int
-
-
-class _Cancelled(Exception):
-    """Raised inside a worker once another worker has failed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,26 +333,6 @@ def _open_cache(settings: Settings, destination: str) -> BlobCache:
         return BlobCache.temporary(None)
 
 
-def _run_parallel(jobs: int, tasks: Sequence[Any], work: Any) -> list[Any]:
-    """Run ``work(task, cancelled)`` on a pool; the first failure cancels the rest."""
-    if not tasks:
-        return []
-    cancelled = threading.Event()
-    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(tasks)))) as pool:
-        futures: list[Future[Any]] = [pool.submit(work, t, cancelled) for t in tasks]
-        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-        failed = next((f for f in futures if f in done and f.exception()), None)
-        if failed is not None:
-            cancelled.set()
-            for future in futures:
-                future.cancel()
-            wait(futures)
-            errors = [f.exception() for f in futures if f.done() and not f.cancelled()]
-            real = [e for e in errors if e is not None and not isinstance(e, _Cancelled)]
-            raise real[0] if real else failed.exception()  # type: ignore[misc]
-        return [f.result() for f in futures]
-
-
 @dataclass(frozen=True, slots=True)
 class _Resolved:
     image: PulledImage
@@ -371,7 +348,7 @@ def _resolve_all(
 ) -> list[_Resolved]:
     def resolve(ref: Reference, cancelled: threading.Event) -> _Resolved:
         if cancelled.is_set():
-            raise _Cancelled
+            raise Cancelled
         found, endpoint = session.resolve(ref, selection)
         manifest = found.manifest
         endpoints = session.blob_endpoints(ref, endpoint)
@@ -399,7 +376,7 @@ def _resolve_all(
         )
         return _Resolved(image, endpoints)
 
-    return _run_parallel(session.settings.jobs, refs, resolve)
+    return run_parallel(session.settings.jobs, refs, resolve)
 
 
 def _fetch_one(
@@ -422,7 +399,7 @@ def _fetch_one(
     def progress(received: int) -> None:
         nonlocal reported
         if cancelled.is_set():
-            raise _Cancelled
+            raise Cancelled
         reported += received
         reporter.blob_progress(descriptor, received)
 
@@ -477,7 +454,7 @@ class _Downloads:
                     "layer",
                 )
             except BaseException as exc:
-                if not isinstance(exc, _Cancelled):
+                if not isinstance(exc, Cancelled):
                     self.failures.append(exc)
                 self.cancelled.set()
                 raise

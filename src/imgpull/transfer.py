@@ -34,12 +34,13 @@ from imgpull.model import (
     Platform,
     index_subset,
 )
-from imgpull.operations import Endpoint, Session, _Cancelled, _run_parallel, parse_all
+from imgpull.operations import Endpoint, Session, parse_all
 from imgpull.progress import SILENT, Reporter
 from imgpull.reference import Reference, parse_reference
 from imgpull.registry import RegistryClient
 from imgpull.settings import Settings
 from imgpull.upload import blob_exists, mount_blob, put_manifest, upload_blob
+from imgpull.workers import Cancelled, run_parallel
 
 if TYPE_CHECKING:
     from imgpull.archive_reader import ArchivedBlob, ArchivedImage, ImageArchive
@@ -108,7 +109,7 @@ class _BlobCopier:
 
             def progress(count: int) -> None:
                 if cancelled.is_set():
-                    raise _Cancelled
+                    raise Cancelled
                 self.reporter.blob_progress(descriptor, count)
 
             upload_blob(
@@ -235,7 +236,7 @@ def _copy_manifest(
     def one(descriptor: Descriptor, cancelled: threading.Event) -> None:
         copier.copy(source, ref.repository, dst, target.repository, descriptor, cancelled)
 
-    _run_parallel(session.settings.jobs, blobs, one)
+    run_parallel(session.settings.jobs, blobs, one)
     put_manifest(dst, target.repository, reference, manifest.raw, manifest.media_type)
 
 
@@ -482,7 +483,7 @@ def _push_one(
 
         def progress(count: int) -> None:
             if cancelled.is_set():
-                raise _Cancelled
+                raise Cancelled
             reporter.blob_progress(descriptor, count)
 
         upload_blob(
@@ -497,5 +498,5 @@ def _push_one(
         )
         reporter.blob_done(descriptor)
 
-    _run_parallel(session.settings.jobs, blobs, one)
+    run_parallel(session.settings.jobs, blobs, one)
     return put_manifest(client, target.repository, reference, manifest_raw, media_type)

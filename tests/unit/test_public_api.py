@@ -32,18 +32,19 @@ ALLOWED: dict[str, set[str]] = {
     "cache": {"digest", "errors"},
     "registry": {"auth", "cache", "digest", "errors", "model", "settings", "transport"},
     "tarstream": set(),
+    "workers": set(),
     "archive": {"digest", "model", "tarstream", "errors"},
     "progress": {"model", "digest"},
     "operations": {
         "archive", "auth", "cache", "digest", "errors", "model", "progress", "reference",
-        "registry", "settings", "transport",
+        "registry", "settings", "transport", "workers",
     },
     "upload": {"digest", "errors", "registry", "transport"},
     "kube": {"errors", "reference"},
     "archive_reader": {"digest", "errors", "model", "archive", "tarstream"},
     "transfer": {
         "archive_reader", "digest", "errors", "kube", "model", "operations", "progress",
-        "reference", "registry", "settings", "upload",
+        "reference", "registry", "settings", "upload", "workers",
     },
     "render": {"digest", "model", "progress"},
     "cli": {

@@ -1,0 +1,35 @@
+"""A bounded worker pool where the first failure cancels the rest."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from typing import TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Cancelled(Exception):
+    """Raised inside a worker once another worker has failed."""
+
+
+def run_parallel(jobs: int, tasks: Sequence[T], work: Callable[[T, threading.Event], R]) -> list[R]:
+    """Run ``work(task, cancelled)`` on a pool; the first failure cancels the rest."""
+    if not tasks:
+        return []
+    cancelled = threading.Event()
+    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(tasks)))) as pool:
+        futures: list[Future[R]] = [pool.submit(work, t, cancelled) for t in tasks]
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        failed = next((f for f in futures if f in done and f.exception()), None)
+        if failed is not None:
+            cancelled.set()
+            for future in futures:
+                future.cancel()
+            wait(futures)
+            errors = [f.exception() for f in futures if f.done() and not f.cancelled()]
+            real = [e for e in errors if e is not None and not isinstance(e, Cancelled)]
+            raise real[0] if real else failed.exception()  # type: ignore[misc]
+        return [f.result() for f in futures]
