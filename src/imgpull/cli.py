@@ -140,6 +140,36 @@ def _network_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _list_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-f",
+        "--file",
+        action="append",
+        default=[],
+        metavar="LISTFILE",
+        help="read image references from a file, one per line, '#' "
+        "comments ('-' for standard input)",
+    )
+
+
+def _platform_options(parser: argparse.ArgumentParser, several: str, everything: str) -> None:
+    parser.add_argument(
+        "--platform",
+        metavar="OS/ARCH[/VARIANT][,...]",
+        help=f"platform(s) to take from multi-platform images (default "
+        f"{Platform.host()}); {several}",
+    )
+    parser.add_argument(
+        "--all-platforms", action="store_true", help=f"take every platform: {everything}"
+    )
+
+
+def _jobs_option(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "-j", "--jobs", type=int, default=4, metavar="N", help=f"parallel {what} (default 4)"
+    )
+
+
 def _common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     parser.add_argument(
@@ -174,14 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="IMAGE",
         help="image references, e.g. nginx:1.27 or quay.io/org/app@sha256:...",
     )
-    pull.add_argument(
-        "-f",
-        "--file",
-        action="append",
-        default=[],
-        metavar="LISTFILE",
-        help="read references from a file, one per line ('-' for stdin)",
-    )
+    _list_option(pull)
     pull.add_argument(
         "-o",
         "--output",
@@ -194,22 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="docker",
         help="docker (default: OCI layout + docker manifest.json) or oci",
     )
-    pull.add_argument(
-        "--platform",
-        metavar="OS/ARCH[/VARIANT][,...]",
-        help=f"platform(s) to take from multi-platform images (default {Platform.host()}); "
+    _platform_options(
+        pull,
         "with several, the OCI view holds an index of just those and the Docker view loads "
         "the first",
+        "the OCI view holds the whole index (digest preserved); the Docker view loads the "
+        "host's platform",
     )
-    pull.add_argument(
-        "--all-platforms",
-        action="store_true",
-        help="take every platform: the OCI view holds the whole index (digest preserved); "
-        "the Docker view loads the host's platform",
-    )
-    pull.add_argument(
-        "-j", "--jobs", type=int, default=4, metavar="N", help="parallel downloads (default 4)"
-    )
+    _jobs_option(pull, "downloads")
     pull.add_argument(
         "--cache-dir",
         type=Path,
@@ -241,9 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="upload in chunks of this size (default: one request per blob, "
         "chunks only when the registry or a proxy refuses large bodies)",
     )
-    push.add_argument(
-        "-j", "--jobs", type=int, default=4, metavar="N", help="parallel uploads (default 4)"
-    )
+    _jobs_option(push, "uploads")
     _network_options(push)
     _common_options(push)
 
@@ -256,28 +269,13 @@ def build_parser() -> argparse.ArgumentParser:
         "under which each image keeps its path, as with push.",
     )
     copy.add_argument("images", nargs="*", metavar="SOURCE... DEST")
-    copy.add_argument(
-        "-f",
-        "--file",
-        action="append",
-        default=[],
-        metavar="LISTFILE",
-        help="read source references from a file, one per line ('-' for stdin)",
+    _list_option(copy)
+    _platform_options(
+        copy,
+        "several give an index of just those",
+        "the whole index, every platform, digests preserved",
     )
-    copy.add_argument(
-        "--platform",
-        metavar="OS/ARCH[/VARIANT][,...]",
-        help="platform(s) to copy from multi-platform images (default: the "
-        "host's); several give an index of just those",
-    )
-    copy.add_argument(
-        "--all-platforms",
-        action="store_true",
-        help="copy the whole index, every platform, digests preserved",
-    )
-    copy.add_argument(
-        "-j", "--jobs", type=int, default=4, metavar="N", help="parallel blob copies (default 4)"
-    )
+    _jobs_option(copy, "blob copies")
     _network_options(copy)
     _common_options(copy)
 
