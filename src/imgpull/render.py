@@ -4,22 +4,15 @@ from __future__ import annotations
 
 import sys
 import threading
-from typing import TextIO
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
+from typing import TYPE_CHECKING, TextIO
 
 from imgpull.digest import Digest
 from imgpull.model import Descriptor, Platform
 from imgpull.progress import SILENT, Reporter
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import TaskID
 
 
 def human_size(size: float) -> str:
@@ -64,6 +57,16 @@ class BarReporter(Reporter):
     """Per-layer bars with size, speed and time left, as `docker pull` shows."""
 
     def __init__(self, console: Console) -> None:
+        # rich costs a tenth of a second to import: only terminals pay for it.
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(bar_width=30),
@@ -119,5 +122,7 @@ def make_reporter(*, quiet: bool, stream: TextIO | None = None) -> Reporter:
     if quiet:
         return SILENT
     if stream.isatty():
+        from rich.console import Console
+
         return BarReporter(Console(file=stream))
     return LineReporter(stream)
