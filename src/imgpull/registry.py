@@ -102,6 +102,10 @@ class RegistryClient:
                         raise
                     error = exc
                     continue
+                if scheme == "http" and response.status == 400 and scheme != self.host.schemes[-1]:
+                    # "Client sent an HTTP request to an HTTPS server": try HTTPS next.
+                    response.drain_conn()
+                    continue
                 if response.status == 401:
                     challenge = response.headers.get("WWW-Authenticate", "")
                     if challenge:

@@ -173,8 +173,14 @@ class Settings:
 
     def registry_host(self, registry: str) -> RegistryHost:
         insecure = self.is_insecure(registry)
-        loopback = is_loopback_host(registry)
-        schemes = ("https", "http") if insecure or loopback else ("https",)
+        if insecure:
+            schemes: tuple[str, ...] = ("https", "http")
+        elif is_loopback_host(registry):
+            # Local registries mostly speak plain HTTP: asking that first spares loading
+            # CA bundles; a TLS one answers 400 to it and is asked over HTTPS next.
+            schemes = ("http", "https")
+        else:
+            schemes = ("https",)
         api_host = DOCKER_HUB_API if registry == DOCKER_HUB else registry
         return RegistryHost(registry, api_host, schemes, self.tls_for_registry(registry))
 

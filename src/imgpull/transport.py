@@ -10,7 +10,9 @@ into ``imgpull.errors`` here and nowhere else.
 from __future__ import annotations
 
 import email.utils
+import functools
 import logging
+import os
 import random
 import ssl
 import threading
@@ -90,7 +92,7 @@ class HttpClient:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._pools: dict[tuple[str | None, TLSConfig], urllib3.PoolManager] = {}
+        self._pools: dict[tuple[str | None, TLSConfig | None], urllib3.PoolManager] = {}
         self._lock = threading.Lock()
         self._deadline = time.monotonic() + settings.timeout if settings.timeout else None
 
@@ -119,7 +121,9 @@ class HttpClient:
             connect, read = min(connect, left), min(read, left)
         return urllib3.Timeout(connect=connect, read=read)
 
-    def _pool(self, proxy: str | None, tls: TLSConfig) -> urllib3.PoolManager:
+    def _pool(self, proxy: str | None, tls: TLSConfig | None) -> urllib3.PoolManager:
+        """Pools per proxy and TLS setup; ``tls`` None for plain HTTP, which then never
+        pays for loading CA bundles (a tenth of a second each)."""
         key = (proxy, tls)
         with self._lock:
             pool = self._pools.get(key)
@@ -191,7 +195,9 @@ class HttpClient:
         start = origin(url)
         for _ in range(MAX_REDIRECTS + 1):
             proxy = self.settings.proxy_for(current)
-            pool = self._pool(proxy, tls)
+            # TLS matters for https URLs, and for any URL through an https proxy.
+            needs_tls = current.startswith("https:") or (proxy or "").startswith("https:")
+            pool = self._pool(proxy, tls if needs_tls else None)
             log.debug(
                 "%s %s%s", method, redact(current), f" via {redact_proxy(proxy)}" if proxy else ""
             )
@@ -230,15 +236,16 @@ class HttpClient:
         raise NetworkError(f"too many redirects fetching {redact(url)}")
 
 
-def _make_pool(proxy: str | None, tls: TLSConfig, jobs: int) -> urllib3.PoolManager:
+def _make_pool(proxy: str | None, tls: TLSConfig | None, jobs: int) -> urllib3.PoolManager:
     options: dict[str, object] = {
         "num_pools": 32,
         "maxsize": max(4, jobs + 2),
         "block": False,
         "retries": False,
-        "ssl_context": ssl_context(tls),
         "blocksize": 1024 * 1024,  # streamed uploads: large writes, not 16 KiB ones
     }
+    if tls is not None:
+        options["ssl_context"] = ssl_context(tls)
     if proxy is None:
         return urllib3.PoolManager(**options)  # type: ignore[arg-type]
     parts = urllib.parse.urlsplit(proxy)
@@ -261,17 +268,26 @@ def _make_pool(proxy: str | None, tls: TLSConfig, jobs: int) -> urllib3.PoolMana
     )
 
 
+@functools.lru_cache(maxsize=32)
 def ssl_context(tls: TLSConfig) -> ssl.SSLContext:
-    context = ssl.create_default_context()
+    """One context per TLS setup and process: loading CA bundles is slow."""
     if not tls.verify:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         return context
+    context = ssl.create_default_context()
+    paths = ssl.get_default_verify_paths()
+    loaded = {_real(paths.cafile)}  # what OpenSSL's defaults just loaded
     # SSL_CERT_FILE makes OpenSSL skip the system bundle; we want it to add, not replace.
-    system_bundle = ssl.get_default_verify_paths().openssl_cafile
-    if system_bundle and Path(system_bundle).is_file():
+    system_bundle = paths.openssl_cafile
+    if system_bundle and Path(system_bundle).is_file() and _real(system_bundle) not in loaded:
         context.load_verify_locations(cafile=system_bundle)
+        loaded.add(_real(system_bundle))
     for path in tls.ca_certs:
+        if _real(str(path)) in loaded:
+            continue
+        loaded.add(_real(str(path)))
         try:
             context.load_verify_locations(cafile=str(path))
         except (OSError, ssl.SSLError) as exc:
@@ -286,6 +302,10 @@ def ssl_context(tls: TLSConfig) -> ssl.SSLContext:
         except (OSError, ssl.SSLError) as exc:
             raise TLSError(f"cannot load client certificate {cert}: {exc}") from exc
     return context
+
+
+def _real(path: str | None) -> str:
+    return os.path.realpath(path) if path else ""
 
 
 def translate(exc: BaseException, url: str, proxy: str | None = None) -> NetworkError:

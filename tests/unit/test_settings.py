@@ -357,7 +357,7 @@ def test_endpoints_without_mirrors(fresh_env: FreshEnv) -> None:
     )
     assert hub.label == DOCKER_HUB
     [local] = settings.endpoints("127.0.0.1:5000")
-    assert local.schemes == ("https", "http")  # loopback may be plain HTTP
+    assert local.schemes == ("http", "https")  # loopback may be plain HTTP (asked first)
     [remote] = settings.endpoints("registry.example:5000")
     assert remote.schemes == ("https",)
 
