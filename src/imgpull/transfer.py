@@ -280,12 +280,13 @@ def push(
             if not count:
                 raise ArchiveError(f"{archive_path} holds no images")
             results: list[Pushed] = []
+            pushed: dict[tuple[str, Digest], str] = {}  # (registry, blob) -> repository
             for number, image in enumerate(archive.images):
                 targets = _push_targets(image.names, destination, count > 1, archive_path)
                 prepared = _prepare(archive, image, work / str(number))
                 for target in targets:
                     digest = _push_one(
-                        session, target, _tag(target), prepared, chunk_size, reporter
+                        session, target, _tag(target), prepared, chunk_size, reporter, pushed
                     )
                     results.append(Pushed(tuple(image.names), target, digest))
             for number, index in enumerate(archive.indexes):
@@ -305,6 +306,7 @@ def push(
                             prepared,
                             chunk_size,
                             reporter,
+                            pushed,
                         )
                     client = session.client(target)
                     digest = put_manifest(
@@ -469,15 +471,23 @@ def _push_one(
     prepared: tuple[bytes, str, list[_ReadyBlob]],
     chunk_size: int | None,
     reporter: Reporter,
+    pushed: dict[tuple[str, Digest], str],
 ) -> Digest:
     manifest_raw, media_type, blobs = prepared
     client = session.client(target)
 
     def one(blob: _ReadyBlob, cancelled: threading.Event) -> None:
         descriptor = blob.descriptor
-        if blob_exists(client, target.repository, descriptor.digest):
+        # A blob this run put into another repository of the same registry is mounted.
+        elsewhere = pushed.get((client.host.api_host, descriptor.digest))
+        if blob_exists(client, target.repository, descriptor.digest) or (
+            elsewhere is not None
+            and elsewhere != target.repository
+            and mount_blob(client, target.repository, descriptor.digest, elsewhere)
+        ):
             reporter.blob_started(descriptor, cached=True, what="layer")
             reporter.blob_done(descriptor)
+            pushed.setdefault((client.host.api_host, descriptor.digest), target.repository)
             return
         reporter.blob_started(descriptor, cached=False, what="layer")
 
@@ -497,6 +507,7 @@ def _push_one(
             progress=progress,
         )
         reporter.blob_done(descriptor)
+        pushed[(client.host.api_host, descriptor.digest)] = target.repository
 
     run_parallel(session.settings.jobs, blobs, one)
     return put_manifest(client, target.repository, reference, manifest_raw, media_type)

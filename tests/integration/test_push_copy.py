@@ -225,3 +225,42 @@ def test_copy_within_one_registry_mounts_blobs(
     _ok("copy", "-q", f"{registry.host}/test/layers:1", f"{registry.host}/mounted/layers:1")
     assert registry.count_requests("POST", r"/v2/mounted/layers/blobs/uploads/.*", since=mark)
     assert registry.count_requests("GET", r"/v2/test/layers/blobs/.*", since=mark) == 0
+
+
+def test_shared_layers_are_mounted_not_uploaded_twice(
+    registry: RegistryServer,
+    standard_images: StandardImages,
+    target: RegistryServer,
+    tmp_path: Path,
+) -> None:
+    shared = set(standard_images.hello.layer_digests) & set(
+        standard_images.dockertypes.layer_digests
+    )
+    assert shared, "the fixture images share their busybox layer"
+    bundle = tmp_path / "bundle.tar"
+    _ok(
+        "pull",
+        "-q",
+        f"{registry.host}/test/hello:1",
+        f"{registry.host}/test/dockertypes:1",
+        "-o",
+        str(bundle),
+        "-j",
+        "1",
+    )
+    mark = target.log_mark()
+    _ok("push", "-q", str(bundle), f"{target.host}/m", "-j", "1")
+    posts = target.requests("POST", r"/v2/.*/blobs/uploads/", since=mark)
+    mounted = [p for p in posts if "mount=" in p.uri and p.status == 201]
+    assert {m.uri.split("mount=")[1].split("&")[0].replace("%3A", ":") for m in mounted} == shared
+    # The shared layer went over the wire once.
+    for digest in shared:
+        puts = [
+            e
+            for e in target.requests("PUT", r"/v2/.*/blobs/uploads/.*", since=mark)
+            if digest.replace(":", "%3A") in e.uri or digest in e.uri
+        ]
+        assert len(puts) == 1
+    for image in (standard_images.hello, standard_images.dockertypes):
+        found = run_imgpull("inspect", f"{target.host}/m/{image.reference}")
+        assert image.manifest_digest.encode() in found.stdout
