@@ -18,7 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Self
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from imgpull.digest import Digest, Verifier
 from imgpull.errors import ArchiveError
@@ -88,7 +88,8 @@ class BlobCache:
     ) -> tuple[int, int]:
         """Remove blobs unused for ``older_than`` seconds, then the least recently used
         until at most ``max_size`` bytes remain; returns (files removed, bytes freed).
-        Partial downloads count as blobs; their lock files go with them."""
+        Partial downloads count as blobs, unless a pull is writing them. Lock files stay:
+        removing one another process may be waiting on would let two writers in."""
         now = time.time()
         entries = [*self.entries(), *self.partials()]
         entries.sort(key=lambda e: e.last_used)
@@ -99,26 +100,26 @@ class BlobCache:
             over = max_size is not None and total > max_size
             if not (stale or over):
                 continue
-            try:
-                entry.path.unlink()
-            except OSError:
-                continue  # in use elsewhere (Windows) or already gone
-            with contextlib.suppress(OSError):
-                Path(str(entry.path) + ".lock").unlink()
+            if entry.partial:
+                lock = FileLock(str(entry.path) + ".lock")
+                try:
+                    lock.acquire(timeout=0)
+                except Timeout:
+                    continue  # a pull is writing it right now
+                try:
+                    with contextlib.suppress(OSError):
+                        entry.path.unlink()
+                finally:
+                    lock.release()
+            else:
+                try:
+                    entry.path.unlink()
+                except OSError:
+                    continue  # in use elsewhere (Windows) or already gone
             removed += 1
             freed += entry.size
             total -= entry.size
-        self._remove_orphan_locks()
         return removed, freed
-
-    def _remove_orphan_locks(self) -> None:
-        directory = self.root / "partial"
-        if not directory.is_dir():
-            return
-        for lock in directory.glob("*.lock"):
-            if not lock.with_suffix("").exists():
-                with contextlib.suppress(OSError):
-                    lock.unlink()
 
     def partial(self, digest: Digest, size: int, *, what: str) -> PartialBlob:
         directory = self.root / "partial"
@@ -194,7 +195,11 @@ class PartialBlob:
 
     def write(self, chunk: bytes) -> None:
         assert self._file is not None
-        self.verifier.update(chunk)
+        try:
+            self.verifier.update(chunk)
+        except Exception:
+            self.restart()  # bytes from a lying server must not seed the next attempt
+            raise
         self._file.write(chunk)
 
     def restart(self) -> None:

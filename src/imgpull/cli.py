@@ -517,6 +517,8 @@ def cmd_copy(args: argparse.Namespace, stdin: TextIO) -> int:
         raise UsageError(
             "copy needs SOURCE... DEST", "e.g. imgpull copy nginx:1.27 registry.local:5000/mirror"
         )
+    if args.password_stdin and "-" in args.file:
+        raise UsageError("--password-stdin and -f - both want standard input")
     *sources, destination = args.images
     args.images = sources
     refs = _references(args, stdin)
@@ -822,6 +824,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # urllib3 logs whole URLs, signed query strings included: only ours, which redact.
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
     try:
         args = build_parser().parse_args(argv)
         return _COMMANDS[args.command](args, sys.stdin)
@@ -833,6 +837,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("imgpull: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except OSError as exc:  # a full disk, a vanished directory: not a bug of ours
+        if debug:
+            logging.getLogger("imgpull").exception("failed")
+        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+        print(
+            f"imgpull: error: {exc.strerror or exc}{where} (check the disk and the paths)",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
     except BrokenPipeError:
         return EXIT_ERROR
     except Exception as exc:

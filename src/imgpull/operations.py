@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import secrets
 import sys
@@ -164,14 +165,15 @@ class Session:
         with self._lock:
             client = self._clients.get(host)
             if client is None:
-                # Flag credentials belong to the registry named in the reference, never to
-                # its mirrors; a mirror gets only what config.json holds for its own host.
-                upstream = host.mirror_of is None
+                # Flag credentials belong to the one registry they were given for, never
+                # to its mirrors or other registries; those get what config.json holds.
+                owner = self.settings.credential_registry
+                ours = host.mirror_of is None and (owner is None or owner == host.name)
                 credentials = find_credentials(
                     host.name,
                     config_dir=default_docker_config_dir(self.settings),
-                    username=self.settings.username if upstream else None,
-                    password=self.settings.password if upstream else None,
+                    username=self.settings.username if ours else None,
+                    password=self.settings.password if ours else None,
                 )
                 client = RegistryClient(host, self.http, credentials)
                 self._clients[host] = client
@@ -249,6 +251,20 @@ def parse_all(references: Iterable[str | Reference]) -> list[Reference]:
     return [r if isinstance(r, Reference) else parse_reference(r) for r in references]
 
 
+def scope_credentials(settings: Settings, registries: Iterable[str]) -> Settings:
+    """Settings whose -u/-p credentials belong to the one registry of ``registries``;
+    refused when that is ambiguous, so a password never reaches a second registry."""
+    if settings.username is None or settings.credential_registry is not None:
+        return settings
+    names = sorted(set(registries))
+    if len(names) > 1:
+        raise ConfigError(
+            "-u/--username applies to one registry, but this run talks to " + ", ".join(names),
+            "save credentials for each with `imgpull login REGISTRY` instead",
+        )
+    return dataclasses.replace(settings, credential_registry=names[0] if names else None)
+
+
 def pull(
     references: Sequence[str | Reference],
     output: str | os.PathLike[str] | None = None,
@@ -270,7 +286,9 @@ def pull(
     refs = parse_all(references)
     if not refs:
         raise ConfigError("no image references given", "name at least one image to pull")
-    settings = settings or Settings.from_environment()
+    settings = scope_credentials(
+        settings or Settings.from_environment(), (r.registry for r in refs)
+    )
     wanted = PlatformSelection.of(platform, all_platforms)
     destination = _destination(output, refs)
     session = Session(settings, reporter)
@@ -291,8 +309,8 @@ def pull(
             downloads.close()
     finally:
         session.close()
-        if not settings.use_cache:
-            cache.discard()
+        if cache.root != settings.cache_dir:
+            cache.discard()  # a throwaway store, not the shared cache
         reporter.close()
     return PullResult(tuple(images), destination, archive_format, size)
 
@@ -529,7 +547,8 @@ def _write(
 @contextlib.contextmanager
 def _atomic_output(path: Path) -> Iterator[BinaryIO]:
     """A temporary file beside ``path``, renamed onto it only if the body succeeds."""
-    directory = path.resolve().parent
+    path = path.resolve()  # through a symlink: replace its target, on its file system
+    directory = path.parent
     # Not mkstemp: its 0600 mode would stick to the archive; "x" honours the umask.
     temp = directory / f".{path.name}.{secrets.token_hex(4)}.partial"
     try:

@@ -150,7 +150,16 @@ class RegistryClient:
                 sent["Authorization"] = authorization
             response = self._send(method, target, sent, body, stream=stream, retries=retries)
             replayable = body is None or isinstance(body, bytes)
-            if response.status != 401 or attempt == 1 or not replayable or not same_host:
+            # A 401 from a host we were redirected to (blob storage) is not the registry's
+            # challenge: answering it would hand our credentials to that host's realm.
+            answered_by_registry = origin(response.url or target) == origin(base)
+            if (
+                response.status != 401
+                or attempt == 1
+                or not replayable
+                or not same_host
+                or not answered_by_registry
+            ):
                 return response
             challenge = response.headers.get("WWW-Authenticate", "")
             if not challenge:
@@ -187,7 +196,7 @@ class RegistryClient:
             "GET", path, repository=repository, headers={"Accept": ACCEPT_MANIFESTS}
         )
         what = f"{self.host.name}/{repository}:{identifier}"
-        if identifier.startswith("sha256:") or "@" in identifier:
+        if ":" in identifier:
             what = f"{self.host.name}/{repository}@{identifier}"
         if response.status != 200:
             raise error_from(response, what, identifier)
@@ -229,8 +238,9 @@ class RegistryClient:
         response = self._blob_response(repository, descriptor, offset)
         expected = 206 if offset else 200
         if response.status != expected:
-            response.release_conn()
-            raise error_from(response, f"blob {descriptor.digest} of {repository}", None)
+            error = error_from(response, f"blob {descriptor.digest} of {repository}", None)
+            response.close()
+            raise error
         return response
 
     def download_blob(
@@ -282,6 +292,7 @@ class RegistryClient:
         if offset >= descriptor.size and descriptor.size > 0:
             return
         response = self._blob_response(repository, descriptor, offset, url)
+        finished = False
         try:
             if response.status == 206:
                 start = _content_range_start(response.headers.get("Content-Range", ""))
@@ -302,8 +313,14 @@ class RegistryClient:
                 partial.write(chunk)
                 if on_progress:
                     on_progress(len(chunk))
+                self.http.remaining()  # --timeout holds during long transfers too
+            finished = True
         finally:
-            response.release_conn()
+            # A half-read connection must not go back to the pool for another request.
+            if finished:
+                response.release_conn()
+            else:
+                response.close()
 
     # -- tags -----------------------------------------------------------------------------
 
@@ -362,7 +379,7 @@ def _manifest_digest(raw: bytes, identifier: str, response: Response, what: str)
     """The digest the bytes must have, checked: the one asked for, else the registry's."""
     actual = Digest.of(raw)
     expected: Digest | None = None
-    if identifier.startswith("sha"):
+    if ":" in identifier:  # a digest; tags never contain ':'
         expected = Digest.parse(identifier)
     elif response.headers.get("Docker-Content-Digest"):
         try:
@@ -412,7 +429,7 @@ def error_from(response: Response, what: str, identifier: str | None) -> Imgpull
             return NotFoundError(
                 f"repository not found: {what.rsplit(':', 1)[0]}", "check the image name"
             )
-        if identifier is not None and not identifier.startswith("sha"):
+        if identifier is not None and ":" not in identifier:
             return NotFoundError(
                 f"tag not found: {what}", "list the available tags with `imgpull tags REPOSITORY`"
             )

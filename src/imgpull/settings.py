@@ -66,6 +66,7 @@ class Settings:
     ca_certs: tuple[Path, ...] = ()
     username: str | None = None
     password: str | None = None
+    credential_registry: str | None = None  # the registry -u/-p are for (None: any)
     docker_config_dir: Path | None = None
     connect_timeout: float = 10.0
     read_timeout: float = 60.0

@@ -34,7 +34,7 @@ from imgpull.model import (
     Platform,
     index_subset,
 )
-from imgpull.operations import Endpoint, Session, parse_all
+from imgpull.operations import Endpoint, Session, parse_all, scope_credentials
 from imgpull.progress import SILENT, Reporter
 from imgpull.reference import Reference, parse_reference
 from imgpull.registry import RegistryClient
@@ -148,16 +148,20 @@ def copy(
     refs = parse_all(sources)
     if not refs:
         raise ConfigError("no images to copy", "name at least one source image")
-    settings = settings or Settings.from_environment()
+    several = len(refs) > 1
+    # -u/-p are for the destination (the push side); sources use saved credentials.
+    targets = [destination_for(ref, destination, several=several) for ref in refs]
+    settings = scope_credentials(
+        settings or Settings.from_environment(), (t.registry for t in targets)
+    )
     wanted = _platforms(platform)
     session = Session(settings, reporter)
     copier = _BlobCopier(session, reporter)
     try:
-        results = []
-        for ref in refs:
-            target = destination_for(ref, destination, several=len(refs) > 1)
-            results.append(_copy_one(session, copier, ref, target, wanted, all_platforms))
-        return results
+        return [
+            _copy_one(session, copier, ref, target, wanted, all_platforms)
+            for ref, target in zip(refs, targets, strict=True)
+        ]
     finally:
         session.close()
         reporter.close()
@@ -272,13 +276,21 @@ def push(
     from imgpull.archive_reader import ImageArchive
 
     settings = settings or Settings.from_environment()
-    session = Session(settings, reporter)
     work = Path(tempfile.mkdtemp(prefix="imgpull-push-"))
+    session: Session | None = None
     try:
         with ImageArchive(Path(archive_path)) as archive:
             count = len(archive.images) + len(archive.indexes)
             if not count:
                 raise ArchiveError(f"{archive_path} holds no images")
+            names = [n for i in archive.images for n in i.names]
+            names += [n for x in archive.indexes for n in x.names]
+            registries = (
+                {t.registry for t in _push_targets(names, destination, count > 1, archive_path)}
+                if names or destination
+                else set()
+            )
+            session = Session(scope_credentials(settings, registries), reporter)
             results: list[Pushed] = []
             pushed: dict[tuple[str, Digest], str] = {}  # (registry, blob) -> repository
             for number, image in enumerate(archive.images):
@@ -319,7 +331,8 @@ def push(
                     results.append(Pushed(tuple(index.names), target, digest))
             return results
     finally:
-        session.close()
+        if session is not None:
+            session.close()
         shutil.rmtree(work, ignore_errors=True)
         reporter.close()
 

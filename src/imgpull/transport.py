@@ -222,6 +222,7 @@ class HttpClient:
                 )
             location = response.headers.get("Location")
             if response.status not in REDIRECTS or not location:
+                response.url = current  # where the answer really came from
                 return response
             response.drain_conn()
             response.release_conn()

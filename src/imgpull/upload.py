@@ -228,7 +228,7 @@ def _chunked(
             if not exc.temporary or failures > retries:
                 raise
             # Ask where the upload stands and go on from there.
-            done = _upload_offset(client, repository, location)
+            done, location = _upload_state(client, repository, location)
             if progress:
                 progress(done - offset - length)
             offset = done
@@ -249,8 +249,9 @@ def _chunked(
     _check_created(response, digest, f"{client.host.name}/{repository}")
 
 
-def _upload_offset(client: RegistryClient, repository: str, location: str) -> int:
-    """Bytes the registry holds of an upload in progress (its ``Range: 0-N``)."""
+def _upload_state(client: RegistryClient, repository: str, location: str) -> tuple[int, str]:
+    """Bytes the registry holds of an upload in progress (its ``Range: 0-N``) and the
+    upload's current location (the registry renews its state token)."""
     response = client.request("GET", "", repository=repository, actions=PUSH, url=location)
     response.drain_conn()
     value = response.headers.get("Range", "")
@@ -259,7 +260,10 @@ def _upload_offset(client: RegistryClient, repository: str, location: str) -> in
             f"cannot resume the upload to {client.host.name}/{repository} (HTTP {response.status})",
             "push again",
         )
-    return int(value.rsplit("-", 1)[1]) + 1
+    end = int(value.rsplit("-", 1)[1])
+    # "0-0" is what distribution reports for an empty upload as well as for one byte.
+    held = end + 1 if end > 0 else 0
+    return held, _absolute(client, response.headers.get("Location") or location)
 
 
 def _check_created(response: Response, digest: Digest, what: str) -> None:
