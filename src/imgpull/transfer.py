@@ -308,7 +308,14 @@ def push(
                     for n, child in enumerate(index.images)
                 ]
                 present = [c.manifest.descriptor for c in index.images if c.manifest]
-                raw = index_subset(index.index, present).raw
+                raw = _renamed_children(
+                    index_subset(index.index, present).raw,
+                    {
+                        str(child.manifest.digest): prepared
+                        for child, prepared in zip(index.images, children, strict=True)
+                        if child.manifest is not None
+                    },
+                )
                 for target in targets:
                     for prepared in children:
                         _push_one(
@@ -405,6 +412,22 @@ def _prepare(
         "layers": [d.to_json() for d in layers],
     }
     return json.dumps(manifest, indent=3).encode(), DOCKER_MANIFEST, blobs
+
+
+def _renamed_children(
+    raw: bytes, prepared: dict[str, tuple[bytes, str, list[_ReadyBlob]]]
+) -> bytes:
+    """The index with each child whose manifest was rewritten for the push (layers that
+    needed compressing) pointing at the rewritten manifest; unchanged when none was."""
+    data = json.loads(raw)
+    changed = False
+    for entry in data.get("manifests", []):
+        ready = prepared.get(entry.get("digest"))
+        if ready is None or str(Digest.of(ready[0])) == entry["digest"]:
+            continue
+        entry.update(digest=str(Digest.of(ready[0])), size=len(ready[0]), mediaType=ready[1])
+        changed = True
+    return json.dumps(data, indent=2).encode() if changed else raw
 
 
 def _member_opener(archive: ImageArchive, layer: ArchivedBlob) -> Callable[[int], BinaryIO]:

@@ -244,3 +244,74 @@ def test_shared_layers_are_mounted_not_uploaded_twice(
     for image in (standard_images.hello, standard_images.dockertypes):
         found = run_imgpull("inspect", f"{target.host}/m/{image.reference}")
         assert image.manifest_digest.encode() in found.stdout
+
+
+def test_push_index_whose_children_need_compressing(target: RegistryServer, tmp_path: Path) -> None:
+    """An OCI layout holding uncompressed layers under an index: the layers are gzipped,
+    so the children get new manifests and the pushed index must point at those."""
+    import hashlib
+    import io
+    import json
+    import tarfile
+
+    from tests.fixtures.images import build_image, build_layer, host_arch
+
+    layer = build_layer({"etc/raw": b"uncompressed layer\n"})
+    built = build_image([layer], cmd=["/bin/true"], arch=host_arch(), media="oci")
+    plain = layer.uncompressed()
+
+    def digest(data: bytes) -> str:
+        return "sha256:" + hashlib.sha256(data).hexdigest()
+
+    manifest = json.loads(built.manifest)
+    manifest["layers"][0].update(
+        mediaType="application/vnd.oci.image.layer.v1.tar", digest=digest(plain), size=len(plain)
+    )
+    manifest_raw = json.dumps(manifest).encode()
+    index_raw = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [
+                {
+                    "mediaType": manifest["mediaType"],
+                    "digest": digest(manifest_raw),
+                    "size": len(manifest_raw),
+                    "platform": {"os": "linux", "architecture": host_arch()},
+                }
+            ],
+        }
+    ).encode()
+    top = {
+        "schemaVersion": 2,
+        "manifests": [
+            {
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "digest": digest(index_raw),
+                "size": len(index_raw),
+                "annotations": {
+                    "io.containerd.image.name": "example.com/raw/app:1",
+                    "org.opencontainers.image.ref.name": "1",
+                },
+            }
+        ],
+    }
+    archive = tmp_path / "raw.tar"
+    with tarfile.open(archive, "w") as tar:
+        for name, data in [
+            ("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'),
+            ("index.json", json.dumps(top).encode()),
+            *[
+                (f"blobs/sha256/{digest(d)[7:]}", d)
+                for d in (built.config, plain, manifest_raw, index_raw)
+            ],
+        ]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    _ok("push", "-q", str(archive), f"{target.host}/pushed")
+    found = json.loads(run_imgpull("inspect", f"{target.host}/pushed/raw/app:1").stdout)
+    [child] = found["platforms"]
+    assert child["digest"] != digest(manifest_raw)  # the rewritten child, which exists
+    pulled = tmp_path / "back.tar"
+    _ok("pull", "-q", f"{target.host}/pushed/raw/app:1", "-o", str(pulled))
