@@ -162,6 +162,16 @@ def normalize_registry(name: str, source: str = "configuration") -> str:
         raise ConfigError(f"{source}: {exc.message}", exc.hint) from exc
 
 
+def _read_toml(path: Path) -> dict[str, Any] | None:
+    text = _read(path)
+    if text is None:
+        return None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}", "fix the file") from exc
+
+
 def _strings(value: Any, what: str, source: str) -> list[str]:
     if isinstance(value, str):
         return [value]
@@ -188,16 +198,10 @@ def _merge(into: dict[str, RegistryConfig], registry: str, update: RegistryConfi
 
 
 def load_imgpull_toml(path: Path) -> FileConfig | None:
-    text = _read(path)
-    if text is None:
+    data = _read_toml(path)
+    if data is None:
         return None
     source = str(path)
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(
-            f"{path} is not valid TOML: {exc}", "fix the file or pass --config"
-        ) from exc
     known = {"proxy", "no_proxy", "certs_dir", "insecure_registries", "registries"}
     unknown = sorted(set(data) - known)
     if unknown:
@@ -290,14 +294,10 @@ def load_registries_conf(path: Path) -> dict[str, RegistryConfig] | None:
     Host-wide entries are honoured; entries whose prefix names a namespace inside a
     registry (``docker.io/library``) are not (imgpull configures whole registries).
     """
-    text = _read(path)
-    if text is None:
+    data = _read_toml(path)
+    if data is None:
         return None
     source = str(path)
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
     registries: dict[str, RegistryConfig] = {}
     for entry in data.get("registry", []) or []:
         if not isinstance(entry, dict):

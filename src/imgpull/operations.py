@@ -9,7 +9,7 @@ import secrets
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
@@ -482,17 +482,20 @@ class _Downloads:
         # Submitted in archive order, which is the order the writer needs them.
         self.futures = {d: self.pool.submit(fetch, *task) for d, task in unique.items()}
 
-    def open(self, digest: Digest) -> BinaryIO:
-        future = self.futures.get(digest)
-        if future is not None and future.exception() is not None:
+    def _raise_failure(self, future: Future[None] | None) -> None:
+        error = future.exception() if future is not None else None  # waits for it
+        if error is not None:
             self.cancelled.set()
-            raise self.failures[0] if self.failures else future.exception()  # type: ignore[misc]
+            raise self.failures[0] if self.failures else error
+
+    def open(self, digest: Digest) -> BinaryIO:
+        self._raise_failure(self.futures.get(digest))
         return self.cache.open(digest)
 
     def wait(self) -> None:
         """Every download finished; raises the first failure."""
-        for digest in self.futures:
-            self.open(digest).close()
+        for future in self.futures.values():
+            self._raise_failure(future)
 
     def close(self) -> None:
         self.cancelled.set()

@@ -34,7 +34,13 @@ from imgpull.model import (
     Platform,
     index_subset,
 )
-from imgpull.operations import Endpoint, Session, parse_all, scope_credentials
+from imgpull.operations import (
+    Endpoint,
+    PlatformSelection,
+    Session,
+    parse_all,
+    scope_credentials,
+)
 from imgpull.progress import SILENT, Reporter
 from imgpull.reference import Reference, parse_reference
 from imgpull.registry import RegistryClient
@@ -154,12 +160,12 @@ def copy(
     settings = scope_credentials(
         settings or Settings.from_environment(), (t.registry for t in targets)
     )
-    wanted = _platforms(platform)
+    wanted = PlatformSelection.of(platform, all_platforms)
     session = Session(settings, reporter)
     copier = _BlobCopier(session, reporter)
     try:
         return [
-            _copy_one(session, copier, ref, target, wanted, all_platforms)
+            _copy_one(session, copier, ref, target, wanted)
             for ref, target in zip(refs, targets, strict=True)
         ]
     finally:
@@ -167,23 +173,12 @@ def copy(
         reporter.close()
 
 
-def _platforms(platform: str | Platform | Sequence[Platform] | None) -> list[Platform]:
-    if platform is None:
-        return []
-    if isinstance(platform, Platform):
-        return [platform]
-    if isinstance(platform, str):
-        return [Platform.parse(p) for p in platform.split(",") if p.strip()]
-    return list(platform)
-
-
 def _copy_one(
     session: Session,
     copier: _BlobCopier,
     source: Reference,
     target: Reference,
-    wanted: list[Platform],
-    all_platforms: bool,
+    wanted: PlatformSelection,
 ) -> Copied:
     found, endpoint = session.first_success(
         session.endpoints(source),
@@ -194,35 +189,27 @@ def _copy_one(
     if isinstance(found, Manifest):
         _copy_manifest(session, copier, endpoint, source, found, dst, target, tag)
         return Copied(source, target, found.digest, ())
-    children = _children(found, wanted, all_platforms)
+    children = wanted.choose(found)
+    platforms = tuple(str(c.platform) for c in children if c.platform)
+    manifests = []
     for child in children:
         manifest = endpoint.client.get_manifest(source.repository, str(child.digest))
         if isinstance(manifest, Index):
             raise UnsupportedError(f"{source.familiar}: nested indexes are not supported")
+        manifests.append(manifest)
+    if not wanted.everything and len(wanted.platforms) <= 1:
+        # One platform: the tag names that image, as `docker pull` + `docker push` would.
+        [single] = manifests
+        _copy_manifest(session, copier, endpoint, source, single, dst, target, tag)
+        return Copied(source, target, single.digest, platforms)
+    for manifest in manifests:
         _copy_manifest(
             session, copier, endpoint, source, manifest, dst, target, str(manifest.digest)
         )
-    platforms = tuple(str(c.platform) for c in children if c.platform)
-    if len(children) == 1 and not all_platforms and len(wanted) <= 1:
-        # One platform: the tag names that image, as `docker pull` + `docker push` would.
-        single = endpoint.client.get_manifest(source.repository, str(children[0].digest))
-        assert isinstance(single, Manifest)
-        digest = put_manifest(dst, target.repository, tag, single.raw, single.media_type)
-        return Copied(source, target, digest, platforms)
-    if all_platforms:
-        raw, media_type = found.raw, found.media_type  # digests preserved, index included
-    else:
-        raw, media_type = index_subset(found, children).raw, found.media_type or OCI_INDEX
-    digest = put_manifest(dst, target.repository, tag, raw, media_type)
+    # The whole index keeps its bytes and digest; a selection gets an index of its own.
+    raw = index_subset(found, children).raw
+    digest = put_manifest(dst, target.repository, tag, raw, found.media_type or OCI_INDEX)
     return Copied(source, target, digest, platforms)
-
-
-def _children(index: Index, wanted: list[Platform], all_platforms: bool) -> list[Descriptor]:
-    if all_platforms:
-        return list(index.manifests)
-    if not wanted:
-        return [index.select(Platform.host())]
-    return [index.select(p) for p in wanted]
 
 
 def _copy_manifest(
