@@ -6,8 +6,8 @@
     print(result.images[0].digest)
 """
 
-__version__ = "0.1.0"
-
+from imgpull._version import __version__
+from imgpull.config.settings import Settings
 from imgpull.digest import Digest
 from imgpull.errors import (
     ArchiveError,
@@ -26,7 +26,7 @@ from imgpull.errors import (
     UnsupportedError,
 )
 from imgpull.model import Descriptor, ImageConfig, Index, Manifest, Platform
-from imgpull.operations import (
+from imgpull.ops.pull import (
     PulledImage,
     PullResult,
     inspect,
@@ -38,7 +38,6 @@ from imgpull.operations import (
 )
 from imgpull.progress import Reporter
 from imgpull.reference import Reference, parse_reference
-from imgpull.settings import Settings
 
 __all__ = [
     "ArchiveError",

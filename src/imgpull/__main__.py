@@ -1,5 +1,5 @@
 import sys
 
-from imgpull.cli import main
+from imgpull.cli.main import main
 
 sys.exit(main())

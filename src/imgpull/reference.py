@@ -42,7 +42,6 @@ Deliberate differences from Docker, each for input Docker parses but can never p
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -62,7 +61,6 @@ __all__ = [
     "normalize_registry",
     "parse_reference",
     "parse_repository",
-    "safe_filename",
 ]
 
 DOCKER_HUB: Final = "docker.io"
@@ -501,33 +499,3 @@ def parse_repository(text: str) -> Reference:
             f'drop "@{ref.digest}", e.g. {ref.familiar_name}',
         )
     return dataclasses.replace(ref, tag=None)
-
-
-_UNSAFE_RE: Final = re.compile(r"[^A-Za-z0-9._-]+")
-_WINDOWS_RESERVED: Final = frozenset(
-    {"CON", "PRN", "AUX", "NUL"} | {f"COM{i}" for i in range(10)} | {f"LPT{i}" for i in range(10)}
-)
-_MAX_STEM: Final = 200
-
-
-def safe_filename(ref: Reference) -> str:
-    """A default archive file name for ``ref``, safe on Linux, macOS and Windows.
-
-    ``nginx:1.27`` -> ``nginx_1.27.tar``; ``quay.io/org/app:v1`` -> ``quay.io_org_app_v1.tar``;
-    ``nginx@sha256:abc...`` -> ``nginx_sha256-abc123456789.tar``. Only ``[A-Za-z0-9._-]``,
-    starting with a letter or digit, never a Windows device name, at most 204 characters
-    (long names are cut and get a hash of the full reference to stay distinct).
-    """
-    stem = ref.familiar_name
-    if ref.tag is not None:
-        stem += f"_{ref.tag}"
-    elif ref.digest is not None:
-        stem += f"_{ref.digest.algorithm}-{ref.digest.short}"
-    stem = _UNSAFE_RE.sub("_", stem).lstrip("._-") or "image"
-    if len(stem) > _MAX_STEM:
-        suffix = hashlib.sha256(str(ref).encode()).hexdigest()[:12]
-        stem = stem[: _MAX_STEM - len(suffix) - 1] + "-" + suffix
-    first, dot, rest = stem.partition(".")
-    if first.upper() in _WINDOWS_RESERVED:
-        stem = f"{first}_{dot}{rest}"
-    return f"{stem}.tar"

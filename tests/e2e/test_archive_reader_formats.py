@@ -43,8 +43,8 @@ from typing import Any
 
 import pytest
 
-from imgpull.archive import ArchiveImage, write_archive
-from imgpull.archive_reader import DOCKER_LAYER, ArchivedBlob, ArchivedImage, ImageArchive
+from imgpull.archive.reader import DOCKER_LAYER, ArchivedBlob, ArchivedImage, ImageArchive
+from imgpull.archive.writer import ArchiveImage, write_archive
 from imgpull.digest import Digest
 from imgpull.model import (
     ANNOTATION_REF_NAME,

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from imgpull.cli import EXIT_OK, EXIT_USAGE, main
+from imgpull.cli.main import EXIT_OK, EXIT_USAGE, main
 from tests.cli import assert_clean_failure, run_imgpull
 from tests.conftest import FreshEnv
 from tests.fixtures.images import StandardImages

@@ -11,9 +11,9 @@ from typing import ClassVar
 
 import pytest
 
+from imgpull.config.settings import Settings
 from imgpull.errors import DigestMismatchError
-from imgpull.operations import pull
-from imgpull.settings import Settings
+from imgpull.ops.pull import pull
 from tests.archive_view import ArchiveView
 from tests.fixtures.images import Pusher, build_image, build_layer, host_arch, sha256_digest
 from tests.fixtures.registry import RegistryServer, start_registry

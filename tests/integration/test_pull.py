@@ -13,9 +13,9 @@ from typing import ClassVar
 
 import pytest
 
-from imgpull.operations import Session, inspect, list_tags, pull, raw_manifest
+from imgpull.config.settings import Settings
+from imgpull.ops.pull import Session, inspect, list_tags, pull, raw_manifest
 from imgpull.reference import parse_reference
-from imgpull.settings import Settings
 from tests.archive_view import ArchiveView
 from tests.cli import run_imgpull
 from tests.fixtures.images import StandardImages

@@ -1,4 +1,4 @@
-"""Tests for imgpull.archive: the tar layout, names, sharing, merging and determinism."""
+"""Tests for imgpull.archive.writer: the tar layout, names, sharing, merging and determinism."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any, BinaryIO
 
 import pytest
 
-from imgpull.archive import ArchiveFormat, ArchiveImage, blob_path, write_archive
+from imgpull.archive.writer import ArchiveFormat, ArchiveImage, blob_path, write_archive
 from imgpull.digest import Digest
 from imgpull.model import (
     ANNOTATION_CONTAINERD_NAME,

@@ -1,4 +1,4 @@
-"""Tests for imgpull.archive_reader: every archive layout, built by hand, and garbage.
+"""Tests for imgpull.archive.reader: every archive layout, built by hand, and garbage.
 
 Layouts mirror what the real tools write (see tests/e2e/test_archive_reader_formats.py
 for the tools themselves): ``docker save`` before Docker 25 (``<id>/layer.tar``, dedup
@@ -26,14 +26,14 @@ from typing import Any
 
 import pytest
 
-from imgpull.archive import ArchiveImage, write_archive
-from imgpull.archive_reader import (
+from imgpull.archive.reader import (
     DOCKER_LAYER,
     ArchivedBlob,
     ArchivedImage,
     ImageArchive,
     sniff_compression,
 )
+from imgpull.archive.writer import ArchiveImage, write_archive
 from imgpull.digest import Digest
 from imgpull.errors import ArchiveError
 from imgpull.model import (
@@ -683,7 +683,7 @@ def test_compressed_archive_reads_once_in_archive_order(
     plain = write_tar(tmp_path / "big.tar", legacy_members([(image, ["big:1"])]))
     packed = tmp_path / "big.tar.gz"
     packed.write_bytes(gzip.compress(plain.read_bytes(), compresslevel=1))
-    from imgpull import archive_reader
+    from imgpull.archive import reader as archive_reader
 
     opened: list[int] = []
     original = archive_reader._CompressedTar._decompressor

@@ -1,4 +1,4 @@
-"""Tests for imgpull.auth: challenge parsing, where credentials come from, saving them."""
+"""Tests for imgpull.registry.auth: challenge parsing, where credentials come from, saving them."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from imgpull.auth import (
+from imgpull.errors import ConfigError
+from imgpull.registry.auth import (
     DOCKER_HUB_AUTH_KEY,
     Challenge,
     Credentials,
@@ -23,7 +24,6 @@ from imgpull.auth import (
     remove_credentials,
     save_credentials,
 )
-from imgpull.errors import ConfigError
 
 REGISTRY = "registry.example.com:5000"
 

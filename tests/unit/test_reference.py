@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from imgpull.digest import Digest
 from imgpull.errors import InvalidReferenceError
+from imgpull.naming import safe_filename
 from imgpull.reference import (
     DOCKER_HUB,
     DOCKER_HUB_API,
@@ -27,7 +28,6 @@ from imgpull.reference import (
     normalize_registry,
     parse_reference,
     parse_repository,
-    safe_filename,
 )
 
 SHA_F = "sha256:" + "f" * 64

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from imgpull.config import Mirror
+from imgpull.config.settings import Settings, bypasses_proxy, redact_proxy
 from imgpull.errors import ConfigError
-from imgpull.operations import Session
+from imgpull.naming import Mirror
+from imgpull.ops.pull import Session
 from imgpull.reference import DOCKER_HUB, DOCKER_HUB_API
-from imgpull.settings import Settings, bypasses_proxy, redact_proxy
 from tests.conftest import FreshEnv
 
 # -- bypasses_proxy ------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Tests for imgpull.transport: URL redaction, Retry-After, origins, and -- against tiny
+"""Tests for imgpull.registry.transport: URL redaction, Retry-After, origins, and -- against tiny
 loopback HTTP servers -- redirects that must not leak credentials, retries and errors."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import urllib3
 
+from imgpull.config.settings import Settings
 from imgpull.errors import NetworkError, TLSError
-from imgpull.settings import Settings
-from imgpull.transport import HttpClient, origin, redact, retry_after
+from imgpull.registry.transport import HttpClient, origin, redact, retry_after
 
 # -- pure functions ------------------------------------------------------------------------
 

@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imgpull import __version__
-from imgpull.config import FileConfig, Mirror, RegistryConfig, load_files
+from imgpull._version import __version__
+from imgpull.config.files import FileConfig, RegistryConfig, load_files
 from imgpull.errors import ConfigError
+from imgpull.naming import Mirror
 from imgpull.reference import DOCKER_HUB, DOCKER_HUB_API, is_loopback_host
 
 USER_AGENT = f"imgpull/{__version__} (+python {sys.version_info.major}.{sys.version_info.minor})"

@@ -10,8 +10,8 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO, Final
 
-from imgpull.auth import Authenticator, Credentials, TokenResponse
 from imgpull.cache import PartialBlob
+from imgpull.config.settings import RegistryHost
 from imgpull.digest import Digest, Verifier
 from imgpull.errors import (
     AuthError,
@@ -25,10 +25,10 @@ from imgpull.errors import (
     TLSError,
 )
 from imgpull.model import ACCEPT_MANIFESTS, Descriptor, Index, Manifest, parse_manifest
-from imgpull.settings import RegistryHost
-from imgpull.transport import HttpClient, Response, backoff, origin, redact, translate
+from imgpull.registry.auth import Authenticator, Credentials, TokenResponse
+from imgpull.registry.transport import HttpClient, Response, backoff, origin, redact, translate
 
-log = logging.getLogger("imgpull.registry")
+log = logging.getLogger("imgpull.registry.client")
 
 MAX_MANIFEST_BYTES: Final = 4 * 1024 * 1024
 CHUNK: Final = 1024 * 1024

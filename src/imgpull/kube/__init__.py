@@ -114,13 +114,15 @@ from typing import Any, Final, TextIO, cast
 import yaml  # type: ignore[import-untyped,unused-ignore]
 
 from imgpull.errors import ConfigError, InvalidReferenceError
-from imgpull.reference import (
-    DOCKER_HUB,
-    DOCKER_HUB_LEGACY,
-    Reference,
-    normalize_registry,
-    parse_reference,
+from imgpull.naming import (
+    KUBERNETES_REGISTRIES,
+    map_reference,
+    parse_location,
+    parse_mirror,
+    parse_mirrors,
+    source_registry,
 )
+from imgpull.reference import Reference, parse_reference
 
 __all__ = [
     "CONTAINER_KEYS",
@@ -146,10 +148,6 @@ __all__ = [
 STDIN: Final = "-"
 #: Keys whose sequence entries are containers with an ``image``.
 CONTAINER_KEYS: Final = frozenset({"containers", "initContainers", "ephemeralContainers"})
-#: Registries whose images map to ``PREFIX/<last path component>`` under ``--to``.
-KUBERNETES_REGISTRIES: Final = frozenset({"registry.k8s.io", "k8s.gcr.io"})
-# The one kubeadm image whose default repository is nested (GetDNSImage).
-COREDNS_NESTED: Final = "coredns/coredns"
 YAML_SUFFIXES: Final = (".yaml", ".yml")
 
 _STR_TAG: Final = "tag:yaml.org,2002:str"
@@ -490,118 +488,6 @@ def list_images(sources: Sequence[Source], *, normalized: bool = False) -> list[
 # --------------------------------------------------------------------------- mapping
 
 
-def _destination(text: str, what: str) -> tuple[str, str]:
-    """Validate ``host[:port][/prefix]`` -> (registry, prefix), prefix may be ''."""
-    value = text.strip()
-    example = "e.g. registry.local:5000 or m.daocloud.io/docker.io"
-    if "://" in value:
-        raise ConfigError(
-            f'invalid {what} "{text}": give host[:port][/prefix] without a scheme',
-            example,
-        )
-    value = value.rstrip("/")
-    if not value:
-        raise ConfigError(f"invalid {what}: it is empty", example)
-    host, _, prefix = value.partition("/")
-    try:
-        probe = parse_reference(f"{value}/probe")
-    except InvalidReferenceError as exc:
-        raise ConfigError(f'invalid {what} "{text}": {exc.message}', example) from None
-    registry = DOCKER_HUB if host == DOCKER_HUB_LEGACY else host
-    if probe.registry != registry:
-        raise ConfigError(
-            f'invalid {what} "{text}": "{host}" is not a registry host '
-            "(it needs a '.' or a ':port', or must be localhost)",
-            example,
-        )
-    return registry, prefix
-
-
-def _source_registry(text: str) -> str:
-    value = text.strip()
-    for scheme in ("https://", "http://"):
-        if value.lower().startswith(scheme):
-            value = value[len(scheme) :]
-            break
-    value = value.rstrip("/")
-    if not value:
-        raise ConfigError("invalid mirror source: it is empty", "e.g. --mirror docker.io=HOST")
-    if "/" in value:
-        raise ConfigError(
-            f'invalid mirror source "{text}": it is a registry, without a path',
-            "e.g. --mirror quay.io=quay.mirrors.ustc.edu.cn",
-        )
-    try:
-        return normalize_registry(value)
-    except InvalidReferenceError as exc:
-        raise ConfigError(exc.message, exc.hint) from None
-
-
-def parse_mirror(text: str) -> tuple[str, str]:
-    """``SRC=DST`` -> (normalised source registry, destination ``host[:port][/prefix]``)."""
-    src, eq, dst = text.partition("=")
-    if not eq:
-        raise ConfigError(
-            f'invalid mirror rule "{text}": expected SRC=DST',
-            "e.g. --mirror quay.io=quay.mirrors.ustc.edu.cn",
-        )
-    registry, prefix = _destination(dst, "mirror destination")
-    return _source_registry(src), f"{registry}/{prefix}" if prefix else registry
-
-
-def parse_mirrors(rules: Sequence[str]) -> dict[str, str]:
-    """Repeated ``--mirror SRC=DST`` options -> {source registry: destination}.
-
-    ConfigError for a malformed rule or a source registry given twice (``docker.io`` and
-    ``index.docker.io`` are the same).
-    """
-    mirrors: dict[str, str] = {}
-    for text in rules:
-        src, dst = parse_mirror(text)
-        if src in mirrors:
-            raise ConfigError(f"mirror source {src} is given more than once")
-        mirrors[src] = dst
-    return mirrors
-
-
-def _map(ref: Reference, mirrors: Mapping[str, str], to: str | None) -> Reference | None:
-    """The mapped reference; ``ref`` itself when it is already at its destination."""
-    repository = ref.repository
-    for src, dst in mirrors.items():
-        if _source_registry(src) == ref.registry:
-            registry, prefix = _destination(dst, "mirror destination")
-            break
-    else:
-        if to is None:
-            return None
-        registry, prefix = _destination(to, "target prefix")
-        if ref.registry in KUBERNETES_REGISTRIES and repository == COREDNS_NESTED:
-            repository = "coredns"
-    if ref.name.startswith(f"{registry}/{prefix}/" if prefix else f"{registry}/"):
-        return ref  # already there: rewriting twice changes nothing
-    return Reference(
-        registry, f"{prefix}/{repository}" if prefix else repository, ref.tag, ref.digest
-    )
-
-
-def map_reference(
-    ref: Reference, *, mirrors: Mapping[str, str], to: str | None
-) -> Reference | None:
-    """Where ``ref`` goes under the rules; None if no rule applies or it is already there.
-
-    ``mirrors``: {source registry: ``host[:port][/prefix]``} (keys are normalised here,
-    so ``index.docker.io`` works too); ``to``: ``registry[/namespace]`` for every image no
-    mirror rule matches, with kubeadm's flat layout for ``registry.k8s.io`` and
-    ``k8s.gcr.io`` (see the module docstring). Tag and digest are kept. ``imgpull push``
-    names its destination ``map_reference(ref, mirrors={}, to=PREFIX) or ref``.
-
-    ConfigError for an invalid rule; InvalidReferenceError if the result is not a valid
-    reference (a repository path over 255 characters).
-    """
-    mapped = _map(ref, mirrors, to)
-    return None if mapped is None or mapped == ref else mapped
-
-
 def _has_explicit_version(text: str) -> bool:
     return "@" in text or ":" in text.rsplit("/", 1)[-1]
 
@@ -624,11 +510,11 @@ def make_mapper(mirrors: Mapping[str, str], to: str | None) -> Callable[[str], s
 
     The rules are validated here, once (ConfigError), so the mapper only sees bad images.
     """
-    checked = {_source_registry(src): dst for src, dst in mirrors.items()}
+    checked = {source_registry(src): dst for src, dst in mirrors.items()}
     for dst in checked.values():
-        _destination(dst, "mirror destination")
+        parse_location(dst, "mirror destination")
     if to is not None:
-        _destination(to, "target prefix")
+        parse_location(to, "target prefix")
 
     def mapper(text: str) -> str | None:
         return map_image(text, mirrors=checked, to=to)

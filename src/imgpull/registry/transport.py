@@ -36,8 +36,8 @@ from urllib3.exceptions import (
 )
 from urllib3.exceptions import ProxyError as Urllib3ProxyError
 
+from imgpull.config.settings import Settings, TLSConfig, redact_proxy
 from imgpull.errors import NetworkError, ProxyError, TLSError
-from imgpull.settings import Settings, TLSConfig, redact_proxy
 
 log = logging.getLogger("imgpull.http")
 # --insecure is the user's explicit choice; one warning per request would bury the output.

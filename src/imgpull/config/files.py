@@ -13,71 +13,15 @@ import json
 import os
 import sys
 import tomllib
-import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from imgpull.errors import ConfigError, InvalidReferenceError
+from imgpull.naming import Mirror
 from imgpull.reference import DOCKER_HUB
 from imgpull.reference import normalize_registry as _normalize
-
-
-@dataclass(frozen=True, slots=True)
-class Mirror:
-    """A registry that serves another registry's repositories.
-
-    ``https://m.daocloud.io/docker.io`` is a prefix mirror: repository ``library/nginx``
-    is fetched as ``docker.io/library/nginx`` from ``m.daocloud.io``.
-    """
-
-    host: str  # host[:port] to talk to
-    prefix: str  # repository path prefix on the mirror, "" or "docker.io/"
-    scheme: str | None  # "https" or "http" when written explicitly
-    source: str  # where it was configured
-    insecure: bool = False  # plain HTTP or unverified TLS allowed (registries.conf)
-
-    @classmethod
-    def parse(cls, text: str, source: str, *, insecure: bool = False) -> Mirror:
-        raw = text.strip()
-        if not raw:
-            raise ConfigError(f"empty mirror URL in {source}")
-        parts = urllib.parse.urlsplit(raw if "://" in raw else f"//{raw}")
-        if parts.scheme not in ("", "http", "https"):
-            raise ConfigError(
-                f"mirror {raw!r} in {source}: only http:// and https:// are supported"
-            )
-        try:
-            port_ok = parts.port is None or 0 < parts.port < 65536
-        except ValueError:
-            port_ok = False
-        host_ok = bool(parts.hostname) and all(c.isalnum() or c in ".-:[]" for c in parts.netloc)
-        if (
-            not (parts.netloc and port_ok and host_ok)
-            or parts.query
-            or parts.fragment
-            or "@" in parts.netloc
-        ):
-            raise ConfigError(
-                f"invalid mirror {raw!r} in {source}",
-                "use https://HOST[:PORT][/PATH-PREFIX], e.g. https://m.daocloud.io/docker.io",
-            )
-        prefix = parts.path.strip("/")
-        prefix = prefix.removeprefix("v2/").removesuffix("/v2")
-        if prefix == "v2":
-            prefix = ""
-        return cls(
-            parts.netloc.lower(),
-            f"{prefix}/" if prefix else "",
-            parts.scheme or None,
-            source,
-            insecure,
-        )
-
-    def __str__(self) -> str:
-        scheme = self.scheme or "https"
-        return f"{scheme}://{self.host}" + (f"/{self.prefix.rstrip('/')}" if self.prefix else "")
 
 
 @dataclass(frozen=True, slots=True)

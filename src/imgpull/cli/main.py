@@ -17,10 +17,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
-from imgpull import __version__
-from imgpull.archive import FORMATS
+from imgpull._version import __version__
+from imgpull.archive.writer import FORMATS
 from imgpull.cache import BlobCache
-from imgpull.config import Mirror
+from imgpull.cli.render import human_size, make_reporter
+from imgpull.config.settings import Settings, redact_proxy
 from imgpull.errors import (
     AuthError,
     ConfigError,
@@ -32,10 +33,9 @@ from imgpull.errors import (
     PlatformNotFoundError,
 )
 from imgpull.model import Platform
-from imgpull.operations import STDOUT, PullResult
+from imgpull.naming import Mirror
+from imgpull.ops.pull import STDOUT, PullResult
 from imgpull.reference import normalize_registry
-from imgpull.render import human_size, make_reporter
-from imgpull.settings import Settings, redact_proxy
 
 # Exit codes, in one place.
 EXIT_OK = 0
@@ -468,7 +468,7 @@ def _references(args: argparse.Namespace, stdin: TextIO) -> list[str]:
 
 
 def cmd_pull(args: argparse.Namespace, stdin: TextIO) -> int:
-    from imgpull.operations import pull
+    from imgpull.ops.pull import pull
 
     if args.password_stdin and "-" in args.file:
         raise UsageError("--password-stdin and -f - both want standard input")
@@ -491,7 +491,7 @@ def cmd_pull(args: argparse.Namespace, stdin: TextIO) -> int:
 
 
 def cmd_push(args: argparse.Namespace, stdin: TextIO) -> int:
-    from imgpull.transfer import push
+    from imgpull.ops.push import push
 
     if not args.archive.exists():
         raise ConfigError(f"archive {args.archive} does not exist", "check the path")
@@ -511,7 +511,7 @@ def cmd_push(args: argparse.Namespace, stdin: TextIO) -> int:
 
 
 def cmd_copy(args: argparse.Namespace, stdin: TextIO) -> int:
-    from imgpull.transfer import copy
+    from imgpull.ops.push import copy
 
     if len(args.images) < 1 or (len(args.images) < 2 and not args.file):
         raise UsageError(
@@ -602,7 +602,7 @@ def _summary(result: PullResult) -> None:
 
 
 def cmd_inspect(args: argparse.Namespace, stdin: TextIO) -> int:
-    from imgpull.operations import inspect, raw_manifest
+    from imgpull.ops.pull import inspect, raw_manifest
 
     settings = settings_from(args, stdin)
     if args.raw:
@@ -615,7 +615,7 @@ def cmd_inspect(args: argparse.Namespace, stdin: TextIO) -> int:
 
 
 def cmd_tags(args: argparse.Namespace, stdin: TextIO) -> int:
-    from imgpull.operations import list_tags
+    from imgpull.ops.pull import list_tags
 
     for tag in list_tags(args.repository, settings=settings_from(args, stdin)):
         print(tag)
@@ -623,7 +623,7 @@ def cmd_tags(args: argparse.Namespace, stdin: TextIO) -> int:
 
 
 def cmd_login(args: argparse.Namespace, stdin: TextIO) -> int:
-    from imgpull.operations import login
+    from imgpull.ops.pull import login
 
     if not args.username:
         if not stdin.isatty():
@@ -643,7 +643,7 @@ def cmd_login(args: argparse.Namespace, stdin: TextIO) -> int:
 
 
 def cmd_logout(args: argparse.Namespace, stdin: TextIO) -> int:
-    from imgpull.operations import logout
+    from imgpull.ops.pull import logout
 
     removed = logout(args.registry, settings=Settings.from_environment())
     if not args.quiet:

@@ -61,7 +61,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, Final, Literal, Self, cast
 
-from imgpull.archive import blob_path
+from imgpull.archive.writer import blob_path
 from imgpull.digest import Digest
 from imgpull.errors import ArchiveError, ImgpullError
 from imgpull.model import (

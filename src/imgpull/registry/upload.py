@@ -12,10 +12,10 @@ from typing import BinaryIO, Final, cast
 
 from imgpull.digest import Digest
 from imgpull.errors import AuthError, DigestMismatchError, ImgpullError, RegistryError
-from imgpull.registry import RegistryClient, error_from
-from imgpull.transport import Response, backoff
+from imgpull.registry.client import RegistryClient, error_from
+from imgpull.registry.transport import Response, backoff
 
-log = logging.getLogger("imgpull.upload")
+log = logging.getLogger("imgpull.registry.upload")
 
 DEFAULT_CHUNK: Final = 16 * 1024 * 1024
 PUSH: Final = "pull,push"

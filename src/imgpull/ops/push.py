@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, cast
 
+from imgpull.config.settings import Settings
 from imgpull.digest import Digest
 from imgpull.errors import ArchiveError, ConfigError, ImgpullError, UnsupportedError
 from imgpull.model import (
@@ -34,7 +35,8 @@ from imgpull.model import (
     Platform,
     index_subset,
 )
-from imgpull.operations import (
+from imgpull.naming import destination_for
+from imgpull.ops.pull import (
     Endpoint,
     PlatformSelection,
     Session,
@@ -43,13 +45,12 @@ from imgpull.operations import (
 )
 from imgpull.progress import SILENT, Reporter
 from imgpull.reference import Reference, parse_reference
-from imgpull.registry import RegistryClient
-from imgpull.settings import Settings
-from imgpull.upload import blob_exists, mount_blob, put_manifest, upload_blob
+from imgpull.registry.client import RegistryClient
+from imgpull.registry.upload import blob_exists, mount_blob, put_manifest, upload_blob
 from imgpull.workers import Cancelled, run_parallel
 
 if TYPE_CHECKING:
-    from imgpull.archive_reader import ArchivedBlob, ArchivedImage, ImageArchive
+    from imgpull.archive.reader import ArchivedBlob, ArchivedImage, ImageArchive
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,26 +59,6 @@ class Copied:
     destination: Reference
     digest: Digest  # what the destination tag now points at
     platforms: tuple[str, ...]
-
-
-def destination_for(source: Reference, destination: str, *, several: bool) -> Reference:
-    """A full reference (with a tag or digest) names the one destination; anything else is
-    a registry[/namespace] prefix under which each image keeps its path (Kubernetes' own
-    images following kubeadm's imageRepository rule)."""
-    from imgpull.kube import map_reference
-
-    text = destination.rstrip("/")
-    last = text.rsplit("/", 1)[-1]
-    explicit = "@" in text or ("/" in text and ":" in last)
-    if explicit and not destination.endswith("/"):
-        if several:
-            raise ConfigError(
-                f"destination {destination} names one image, but there are several",
-                "give a registry[/namespace] prefix instead, e.g. registry.local:5000/mirror",
-            )
-        return parse_reference(text)
-    # None: the image already lives under that prefix.
-    return map_reference(source, mirrors={}, to=text) or source
 
 
 class _BlobCopier:
@@ -260,7 +241,7 @@ def push(
     """Push every image of an archive (imgpull, docker save, podman save, skopeo) to a
     registry. ``destination`` is a full reference (one-image archives) or a
     registry[/namespace] prefix; without it images go back to the names they carry."""
-    from imgpull.archive_reader import ImageArchive
+    from imgpull.archive.reader import ImageArchive
 
     settings = settings or Settings.from_environment()
     work = Path(tempfile.mkdtemp(prefix="imgpull-push-"))

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
-from imgpull.archive import ArchiveFormat, ArchiveImage, write_archive
-from imgpull.auth import find_credentials
+from imgpull.archive.writer import ArchiveFormat, ArchiveImage, write_archive
 from imgpull.cache import BlobCache
+from imgpull.config.settings import RegistryHost, Settings, default_docker_config_dir
 from imgpull.digest import Digest
 from imgpull.errors import (
     ArchiveError,
@@ -32,11 +32,12 @@ from imgpull.errors import (
     UnsupportedError,
 )
 from imgpull.model import Descriptor, ImageConfig, Index, Manifest, Platform, index_subset
+from imgpull.naming import safe_filename
 from imgpull.progress import SILENT, Reporter
-from imgpull.reference import Reference, parse_reference, parse_repository, safe_filename
-from imgpull.registry import RegistryClient
-from imgpull.settings import RegistryHost, Settings, default_docker_config_dir
-from imgpull.transport import HttpClient
+from imgpull.reference import Reference, parse_reference, parse_repository
+from imgpull.registry.auth import find_credentials
+from imgpull.registry.client import RegistryClient
+from imgpull.registry.transport import HttpClient
 from imgpull.workers import Cancelled, run_parallel
 
 STDOUT = "-"
@@ -679,8 +680,8 @@ def list_tags(repository: str | Reference, *, settings: Settings | None = None) 
 
 def login(registry: str, *, settings: Settings) -> str:
     """Check ``settings``' credentials against ``registry`` and save them as docker does."""
-    from imgpull.auth import Credentials, save_credentials
     from imgpull.reference import normalize_registry
+    from imgpull.registry.auth import Credentials, save_credentials
 
     name = normalize_registry(registry)
     if not settings.username:
@@ -696,7 +697,7 @@ def login(registry: str, *, settings: Settings) -> str:
 
 
 def logout(registry: str, *, settings: Settings) -> bool:
-    from imgpull.auth import remove_credentials
     from imgpull.reference import normalize_registry
+    from imgpull.registry.auth import remove_credentials
 
     return remove_credentials(default_docker_config_dir(settings), normalize_registry(registry))

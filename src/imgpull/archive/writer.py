@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Literal
 
+from imgpull.archive.tar import TarStream
 from imgpull.digest import Digest
 from imgpull.model import (
     ANNOTATION_CONTAINERD_NAME,
@@ -29,7 +30,6 @@ from imgpull.model import (
     Index,
     Manifest,
 )
-from imgpull.tarstream import TarStream
 
 ArchiveFormat = Literal["docker", "oci"]
 FORMATS: tuple[ArchiveFormat, ...] = ("docker", "oci")
