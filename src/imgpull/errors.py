@@ -3,6 +3,7 @@
     ImgpullError                 message + hint; ``temporary`` marks retryable conditions
     ├── InvalidReferenceError    a reference that Docker would not accept
     ├── ConfigError              bad flags, config files or credentials files
+    │   └── UsageError           a command line or API call that cannot work as given
     ├── AuthError                credentials missing or refused, token flow failed
     ├── NotFoundError            repository, tag, manifest or blob unknown to the registry
     ├── RateLimitedError         HTTP 429 (temporary)
@@ -44,6 +45,10 @@ class InvalidReferenceError(ImgpullError):
 
 class ConfigError(ImgpullError):
     pass
+
+
+class UsageError(ConfigError):
+    """Wrong arguments: an unknown option, a bad platform string, a wrong keyword."""
 
 
 class AuthError(ImgpullError):

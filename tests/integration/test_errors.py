@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from imgpull.cli.main import (
+from imgpull.cli.exits import (
     EXIT_AUTH,
     EXIT_INTEGRITY,
     EXIT_NETWORK,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from imgpull.cli.main import EXIT_USAGE
+from imgpull.cli.exits import EXIT_USAGE
 from tests.cli import assert_clean_failure, run_imgpull
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "k8s"

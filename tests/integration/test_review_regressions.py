@@ -13,7 +13,7 @@ import pytest
 from filelock import FileLock
 
 from imgpull.cache import BlobCache
-from imgpull.cli.main import EXIT_USAGE
+from imgpull.cli.exits import EXIT_USAGE
 from imgpull.digest import Digest
 from tests.cli import assert_clean_failure, run_imgpull
 from tests.fixtures.faultproxy import FaultProxy, RedirectTo, Rule

@@ -1,0 +1,239 @@
+"""Shared command-line options and how they turn into Settings and inputs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn, TextIO
+
+from imgpull.config.settings import Settings
+from imgpull.errors import ConfigError, UsageError
+from imgpull.model import Platform
+from imgpull.naming import Mirror
+from imgpull.reference import normalize_registry
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message, f"see `{self.prog} --help`")
+
+
+def network_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("registry access")
+    group.add_argument("-u", "--username", help="registry user name")
+    group.add_argument("-p", "--password", help="password (prefer --password-stdin)")
+    group.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    group.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow plain HTTP and skip TLS verification for every registry",
+    )
+    group.add_argument(
+        "--insecure-registry",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="like --insecure for one registry (repeatable)",
+    )
+    group.add_argument(
+        "--ca-cert",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="trust the CA certificates in this PEM file (repeatable); "
+        "SSL_CERT_FILE is honoured too",
+    )
+    group.add_argument(
+        "--retries",
+        type=int,
+        default=3,
+        metavar="N",
+        help="retries per request on network errors and 5xx/429 (default 3)",
+    )
+    group.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="give up connecting after this long (default 10)",
+    )
+    group.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="give up on the whole operation after this long",
+    )
+    group.add_argument(
+        "--proxy",
+        metavar="URL",
+        help="proxy for every request: http://, https://, socks5:// or socks5h:// (names "
+        "resolved by the proxy), with user:password@ if needed; wins over HTTPS_PROXY, "
+        "HTTP_PROXY and ALL_PROXY (NO_PROXY still applies; loopback is never proxied)",
+    )
+    group.add_argument(
+        "--mirror",
+        action="append",
+        default=[],
+        metavar="REGISTRY=URL",
+        help="try this mirror for REGISTRY before the registry itself (repeatable, in order "
+        "of preference); a URL with a path is a prefix mirror, e.g. "
+        "docker.io=https://m.daocloud.io/docker.io",
+    )
+    group.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="imgpull config file (default: imgpull/config.toml in the user config "
+        "directory; `imgpull config` shows the effective settings)",
+    )
+
+
+def list_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-f",
+        "--file",
+        action="append",
+        default=[],
+        metavar="LISTFILE",
+        help="read image references from a file, one per line, '#' "
+        "comments ('-' for standard input)",
+    )
+
+
+def platform_options(parser: argparse.ArgumentParser, several: str, everything: str) -> None:
+    parser.add_argument(
+        "--platform",
+        metavar="OS/ARCH[/VARIANT][,...]",
+        help=f"platform(s) to take from multi-platform images (default "
+        f"{Platform.host()}); {several}",
+    )
+    parser.add_argument(
+        "--all-platforms", action="store_true", help=f"take every platform: {everything}"
+    )
+
+
+def jobs_option(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "-j", "--jobs", type=int, default=4, metavar="N", help=f"parallel {what} (default 4)"
+    )
+
+
+def common_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="log HTTP requests (without secrets) and show tracebacks",
+    )
+
+
+def parse_platform(text: str | None) -> Platform | None:
+    if not text:
+        return None
+    try:
+        return Platform.parse(text)
+    except ValueError as exc:
+        raise UsageError(str(exc), "e.g. --platform linux/arm64 or linux/arm/v7") from exc
+
+
+def parse_platforms(text: str | None) -> list[Platform] | None:
+    if not text:
+        return None
+    return [p for p in (parse_platform(part.strip()) for part in text.split(",")) if p]
+
+
+def read_password(args: argparse.Namespace, stdin: TextIO) -> str | None:
+    if getattr(args, "password_stdin", False):
+        if args.password is not None:
+            raise UsageError("--password and --password-stdin are mutually exclusive")
+        return stdin.read().rstrip("\r\n")
+    password: str | None = getattr(args, "password", None)
+    return password
+
+
+def mirrors(values: Sequence[str]) -> dict[str, tuple[Mirror, ...]]:
+    mirrors: dict[str, list[Mirror]] = {}
+    for value in values:
+        registry, sep, url = value.partition("=")
+        if not sep or not registry or not url:
+            raise UsageError(
+                f"invalid --mirror {value!r}", "use REGISTRY=URL, e.g. docker.io=https://mirror"
+            )
+        name = normalize_registry(registry)
+        mirrors.setdefault(name, []).append(Mirror.parse(url, "--mirror"))
+    return {name: tuple(found) for name, found in mirrors.items()}
+
+
+def settings_from(args: argparse.Namespace, stdin: TextIO = sys.stdin) -> Settings:
+    password = read_password(args, stdin)
+    username: str | None = getattr(args, "username", None)
+    if password is not None and username is None:
+        raise UsageError("a password was given without --username")
+    overrides: dict[str, Any] = {
+        "insecure": bool(getattr(args, "insecure", False)),
+        "insecure_registries": frozenset(
+            normalize_registry(r) for r in getattr(args, "insecure_registry", ())
+        ),
+        "ca_certs": tuple(getattr(args, "ca_cert", ())),
+        "username": username,
+        "password": password,
+        "retries": max(0, getattr(args, "retries", 3)),
+        "connect_timeout": getattr(args, "connect_timeout", 10.0),
+        "timeout": getattr(args, "timeout", None),
+        "proxy": getattr(args, "proxy", None),
+        "mirrors": mirrors(getattr(args, "mirror", ())),
+    }
+    if getattr(args, "jobs", None):
+        overrides["jobs"] = max(1, args.jobs)
+    if getattr(args, "cache_dir", None):
+        overrides["cache_dir"] = args.cache_dir
+    if getattr(args, "no_cache", False):
+        overrides["use_cache"] = False
+    for path in overrides["ca_certs"]:
+        if not Path(path).is_file():
+            raise ConfigError(f"CA file {path} does not exist", "check the --ca-cert path")
+    return Settings.from_environment(config_file=getattr(args, "config", None), **overrides)
+
+
+def references(args: argparse.Namespace, stdin: TextIO) -> list[str]:
+    refs = list(args.images)
+    for name in args.file:
+        try:
+            text = stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read image list {name}: {exc.strerror}") from exc
+        for line in text.splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line:
+                refs.append(line)
+    if not refs:
+        raise UsageError("no images to pull", "name images or pass -f LISTFILE")
+    return refs
+
+
+_UNITS = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4}
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def size(text: str) -> int:
+    number, unit = text.strip().lower().rstrip("ib").rstrip("b"), ""
+    if number and number[-1] in _UNITS:
+        number, unit = number[:-1], number[-1]
+    try:
+        return int(float(number) * _UNITS[unit])
+    except (ValueError, KeyError):
+        raise argparse.ArgumentTypeError(f"invalid size {text!r}: use e.g. 500M or 10G") from None
+
+
+def duration(text: str) -> float:
+    value = text.strip().lower()
+    unit = value[-1] if value and value[-1] in _SECONDS else "s"
+    try:
+        return float(value.rstrip("smhdw")) * _SECONDS[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid age {text!r}: use e.g. 12h or 7d") from None
