@@ -1,6 +1,6 @@
 """The benchmark's test images: specifications, offline builds cached on disk, pushes.
 
-Three images, built offline and deterministically (same bytes, same digests every time):
+Four images, built offline and deterministically (same bytes, same digests every time):
 
 * ``bench/big:1g``   8 layers, about 1 GiB on the wire: 4 x 128 MiB of incompressible
   (pseudo-random) data alternating with 4 layers of log-like text, 576 MiB each
@@ -10,6 +10,9 @@ Three images, built offline and deterministically (same bytes, same digests ever
   layers alternating).
 * ``bench/mid:200m`` 4 layers, about 200 MiB on the wire: 2 x 48 MiB random and 2 text
   layers of 240 MiB (~51 MiB compressed).
+* ``bench/medium:1`` 4 layers, about 202 MB on the wire, the largest 86 MB: the image of
+  issue 11's slow-link figures, where one big layer over one capped connection decides the
+  time. Two of its layers are ``bench/mid:200m``'s (same specs, so the same cached files).
 
 Layer files are cached under ``bench/.work/layers`` (a JSON file with the digests beside
 each), so a second run neither rebuilds nor, since :class:`~tests.fixtures.images.Pusher`
@@ -46,6 +49,7 @@ __all__ = [
     "ALL_IMAGES",
     "BIG",
     "MANY",
+    "MEDIUM",
     "MID",
     "ImageSpec",
     "LayerSpec",
@@ -79,7 +83,7 @@ class LayerSpec:
 
 @dataclass(frozen=True)
 class ImageSpec:
-    key: str  # short name used on the command line: big, many, mid
+    key: str  # short name used on the command line: big, many, mid, medium
     repo: str
     tag: str
     description: str
@@ -138,10 +142,29 @@ def _mid() -> ImageSpec:
     )
 
 
+def _medium() -> ImageSpec:
+    # 82 MiB of random data is 86 MB on the wire: at 8 MB/s per connection that layer alone
+    # takes ~11 s over one stream, the figure issue 11 starts from.
+    layers = (
+        LayerSpec("random", 82 * MiB, "medium-random-0"),
+        LayerSpec("text", 240 * MiB, "mid-text-0"),
+        LayerSpec("random", 48 * MiB, "mid-random-0"),
+        LayerSpec("random", 14 * MiB, "medium-random-1"),
+    )
+    return ImageSpec(
+        "medium",
+        "bench/medium",
+        "1",
+        "4 layers: 82 + 48 + 14 MiB random + 240 MiB log text (gzip ~4.7x)",
+        layers,
+    )
+
+
 BIG = _big()
 MANY = _many()
 MID = _mid()
-ALL_IMAGES: dict[str, ImageSpec] = {spec.key: spec for spec in (BIG, MANY, MID)}
+MEDIUM = _medium()
+ALL_IMAGES: dict[str, ImageSpec] = {spec.key: spec for spec in (BIG, MANY, MID, MEDIUM)}
 
 
 # --------------------------------------------------------------------------------------
