@@ -1,9 +1,13 @@
 """imgpull: pull container images from OCI/Docker registries into archives that
-``docker load``, ``podman load`` and skopeo read, without a Docker daemon.
+``docker load``, ``podman load``, skopeo and containerd read, without a Docker daemon;
+push archives into registries, copy between registries, and list or rewrite the images
+of Kubernetes YAML.
 
     import imgpull
     result = imgpull.pull(["nginx:1.27"], "nginx.tar", platform="linux/arm64")
     print(result.images[0].digest)
+
+Every failure is an :class:`ImgpullError` (``message`` and ``hint``).
 """
 
 from imgpull._version import __version__
@@ -15,6 +19,7 @@ from imgpull.errors import (
     ConfigError,
     DigestMismatchError,
     ImgpullError,
+    InvalidPlatformError,
     InvalidReferenceError,
     NetworkError,
     NotFoundError,
@@ -24,18 +29,17 @@ from imgpull.errors import (
     RegistryError,
     TLSError,
     UnsupportedError,
+    UsageError,
 )
+from imgpull.kube import list_images as images
+from imgpull.kube import rewrite
 from imgpull.model import Descriptor, ImageConfig, Index, Manifest, Platform
-from imgpull.ops.pull import (
-    PulledImage,
-    PullResult,
-    inspect,
-    list_tags,
-    login,
-    logout,
-    pull,
-    raw_manifest,
-)
+from imgpull.ops.copy import copy
+from imgpull.ops.inspect import inspect, raw_manifest, tags
+from imgpull.ops.login import login, logout
+from imgpull.ops.pull import pull
+from imgpull.ops.push import push
+from imgpull.ops.results import Copied, PulledImage, PullResult, Pushed
 from imgpull.progress import Reporter
 from imgpull.reference import Reference, parse_reference
 
@@ -43,12 +47,14 @@ __all__ = [
     "ArchiveError",
     "AuthError",
     "ConfigError",
+    "Copied",
     "Descriptor",
     "Digest",
     "DigestMismatchError",
     "ImageConfig",
     "ImgpullError",
     "Index",
+    "InvalidPlatformError",
     "InvalidReferenceError",
     "Manifest",
     "NetworkError",
@@ -58,6 +64,7 @@ __all__ = [
     "ProxyError",
     "PullResult",
     "PulledImage",
+    "Pushed",
     "RateLimitedError",
     "Reference",
     "RegistryError",
@@ -65,12 +72,17 @@ __all__ = [
     "Settings",
     "TLSError",
     "UnsupportedError",
+    "UsageError",
     "__version__",
+    "copy",
+    "images",
     "inspect",
-    "list_tags",
     "login",
     "logout",
     "parse_reference",
     "pull",
+    "push",
     "raw_manifest",
+    "rewrite",
+    "tags",
 ]

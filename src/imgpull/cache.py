@@ -1,40 +1,89 @@
-"""A content-addressed blob store: verified blobs only, partial downloads kept for resume.
+"""The blob store: verified blobs by digest, partial downloads kept for resume.
 
-Layout under the root: ``blobs/sha256/<hex>`` for complete, verified blobs and
+Layout under the root: ``blobs/sha256/<hex>`` for complete, verified blobs,
+``stamps/sha256/<hex>`` recording the file as it was when verified, and
 ``partial/sha256-<hex>`` for downloads in progress. A blob enters ``blobs/`` only by an
-atomic rename after its size and digest were checked, so a reader never sees a torn or
-unverified file.
+atomic rename after its size and digest were checked.
+
+A stored blob is used without hashing it again only while its stamp matches the file
+(size, inode, modification and, where the system has one, change time): any write to
+the file since it was verified changes these, and then the blob is hashed again before
+use, and removed if it no longer matches. This keeps the warm path free of hashing
+while a blob altered on disk never reaches an output. The stamp's own modification time
+records when the blob was last used (least recently used pruning).
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, Self
+from typing import BinaryIO, Final, Self
 
 from filelock import FileLock, Timeout
 
-from imgpull.digest import Digest, Verifier
-from imgpull.errors import ArchiveError
+from imgpull.digest import Digest, Verifier, VerifyingReader
+from imgpull.errors import ArchiveError, ImgpullError
+from imgpull.model import Descriptor
 
-_READ_CHUNK = 1024 * 1024
+_READ_CHUNK: Final = 1024 * 1024
 
 
-class BlobCache:
+def _fingerprint(stat: os.stat_result) -> str:
+    # ctime cannot be set from user space on POSIX; on Windows it means creation time.
+    parts = [stat.st_size, stat.st_ino, stat.st_mtime_ns]
+    if sys.platform != "win32":
+        parts.append(stat.st_ctime_ns)
+    return " ".join(str(p) for p in parts)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBlob:
+    """A verified blob in the store (it is also a :class:`~imgpull.source.BlobContent`)."""
+
+    descriptor: Descriptor
+    file: Path
+
+    def open(self) -> VerifyingReader:
+        d = self.descriptor
+        verifier = Verifier(d.digest, d.size, what=f"blob {d.digest.short} in the cache")
+        return VerifyingReader(self._open_at, verifier, trusted=True)
+
+    def _open_at(self, offset: int) -> BinaryIO:
+        handle = self.file.open("rb")
+        handle.seek(offset)
+        return handle
+
+    def path(self) -> Path | None:
+        return self.file
+
+    def read(self) -> bytes:
+        return self.file.read_bytes()
+
+
+@dataclass(frozen=True, slots=True)
+class CacheEntry:
+    path: Path
+    size: int
+    last_used: float  # seconds since the epoch
+    partial: bool
+
+
+class BlobStore:
     def __init__(self, root: Path) -> None:
         self.root = root
 
     @classmethod
-    def temporary(cls, near: Path | None = None) -> BlobCache:
+    def temporary(cls, near: Path | None = None) -> BlobStore:
         """A throwaway store (for --no-cache), removed with ``discard``."""
-        directory = tempfile.mkdtemp(prefix=".imgpull-", dir=near)
-        return cls(Path(directory))
+        return cls(Path(tempfile.mkdtemp(prefix=".imgpull-", dir=near)))
 
     def discard(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
@@ -42,20 +91,114 @@ class BlobCache:
     def path(self, digest: Digest) -> Path:
         return self.root / "blobs" / digest.algorithm / digest.hex
 
-    def has(self, digest: Digest, size: int) -> bool:
-        try:
-            return self.path(digest).stat().st_size == size
-        except OSError:
-            return False
+    def _stamp(self, digest: Digest) -> Path:
+        return self.root / "stamps" / digest.algorithm / digest.hex
 
-    def open(self, digest: Digest) -> BinaryIO:
-        handle = self.path(digest).open("rb")
+    # -- reading ----------------------------------------------------------------------------
+
+    def lookup(self, descriptor: Descriptor) -> StoredBlob | None:
+        """The blob if the store holds it, checked: by its stamp, else hashed again (and
+        removed if it does not match)."""
+        path = self.path(descriptor.digest)
+        try:
+            stat = path.stat()
+        except OSError:
+            return None
+        if stat.st_size != descriptor.size:
+            self._remove(descriptor.digest)
+            return None
+        stamp = self._stamp(descriptor.digest)
+        try:
+            valid = stamp.read_text(encoding="ascii").strip() == _fingerprint(stat)
+        except (OSError, UnicodeDecodeError):
+            valid = False
+        if not valid and not self._rehash(descriptor, path):
+            return None
         with contextlib.suppress(OSError):
-            os.utime(handle.fileno() if os.utime in os.supports_fd else self.path(digest))
-        return handle
+            os.utime(stamp)  # last used
+        return StoredBlob(descriptor, path)
+
+    def has(self, descriptor: Descriptor) -> bool:
+        return self.lookup(descriptor) is not None
+
+    def _rehash(self, descriptor: Descriptor, path: Path) -> bool:
+        verifier = Verifier(descriptor.digest, descriptor.size, what="a cached blob")
+        try:
+            with path.open("rb") as handle:
+                while chunk := handle.read(_READ_CHUNK):
+                    verifier.update(chunk)
+            verifier.verify()
+        except (OSError, ImgpullError):
+            self._remove(descriptor.digest)
+            return False
+        self._write_stamp(descriptor.digest)
+        return True
+
+    def read_small(self, descriptor: Descriptor) -> bytes | None:
+        found = self.lookup(descriptor)
+        if found is None:
+            return None
+        try:
+            return found.read()
+        except OSError:
+            return None
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def _write_stamp(self, digest: Digest) -> None:
+        stamp = self._stamp(digest)
+        try:
+            stamp.parent.mkdir(parents=True, exist_ok=True)
+            fingerprint = _fingerprint(self.path(digest).stat())
+            temp = stamp.with_name(f".{stamp.name}.{os.getpid()}")
+            temp.write_text(fingerprint + "\n", encoding="ascii")
+            os.replace(temp, stamp)
+        except OSError:
+            pass  # without a stamp the blob is hashed again when used: slower, not wrong
+
+    def _remove(self, digest: Digest) -> None:
+        for path in (self.path(digest), self._stamp(digest)):
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+    def _directories(self, digest: Digest) -> Path:
+        directory = self.root / "partial"
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            (self.root / "blobs" / digest.algorithm).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ArchiveError(
+                f"cannot create the blob cache in {self.root}: {exc.strerror}",
+                "set --cache-dir or IMGPULL_CACHE_DIR to a writable directory, or --no-cache",
+            ) from exc
+        return directory
+
+    def partial(self, descriptor: Descriptor, *, what: str) -> PartialBlob:
+        directory = self._directories(descriptor.digest)
+        digest = descriptor.digest
+        return PartialBlob(self, directory / f"{digest.algorithm}-{digest.hex}", descriptor, what)
+
+    def put_bytes(self, descriptor: Descriptor, data: bytes) -> StoredBlob:
+        """Store a small blob held in memory (it is verified here)."""
+        with self.partial(descriptor, what=f"blob {descriptor.digest.short}") as partial:
+            if partial.complete:
+                return StoredBlob(descriptor, self.path(descriptor.digest))
+            partial.restart()
+            reader = VerifyingReader(lambda offset: io.BytesIO(data[offset:]), partial.verifier)
+            while chunk := reader.read(_READ_CHUNK):
+                partial.write(chunk)
+            return partial.commit()
+
+    def committed(self, descriptor: Descriptor, partial: Path) -> StoredBlob:
+        final = self.path(descriptor.digest)
+        os.replace(partial, final)
+        self._write_stamp(descriptor.digest)
+        return StoredBlob(descriptor, final)
+
+    # -- housekeeping -----------------------------------------------------------------------
 
     def entries(self) -> list[CacheEntry]:
-        """Complete blobs, least recently used first (a use refreshes the mtime)."""
+        """Complete blobs, least recently used first."""
         found: list[CacheEntry] = []
         blobs = self.root / "blobs"
         if not blobs.is_dir():
@@ -64,7 +207,13 @@ class BlobCache:
             for path in directory.iterdir():
                 with contextlib.suppress(OSError):
                     stat = path.stat()
-                    found.append(CacheEntry(path, stat.st_size, stat.st_mtime, False))
+                    used = stat.st_mtime
+                    with contextlib.suppress(OSError):
+                        used = max(
+                            used,
+                            (self.root / "stamps" / directory.name / path.name).stat().st_mtime,
+                        )
+                    found.append(CacheEntry(path, stat.st_size, used, False))
         return sorted(found, key=lambda e: e.last_used)
 
     def partials(self) -> list[CacheEntry]:
@@ -79,6 +228,24 @@ class BlobCache:
                     found.append(CacheEntry(path, stat.st_size, stat.st_mtime, True))
         return found
 
+    def verify_all(self) -> tuple[int, int]:
+        """Hash every stored blob again; remove those that do not match their digest.
+        Returns (blobs checked, blobs removed)."""
+        checked = removed = 0
+        for entry in self.entries():
+            algorithm, hexdigest = entry.path.parent.name, entry.path.name
+            try:
+                digest = Digest.parse(f"{algorithm}:{hexdigest}")
+            except (ValueError, ImgpullError):
+                with contextlib.suppress(OSError):
+                    entry.path.unlink()
+                removed += 1
+                continue
+            checked += 1
+            if not self._rehash(Descriptor("", digest, entry.size), entry.path):
+                removed += 1
+        return checked, removed
+
     def prune(
         self,
         *,
@@ -91,67 +258,53 @@ class BlobCache:
         Partial downloads count as blobs, unless a pull is writing them. Lock files stay:
         removing one another process may be waiting on would let two writers in."""
         now = time.time()
-        entries = [*self.entries(), *self.partials()]
-        entries.sort(key=lambda e: e.last_used)
+        entries = sorted([*self.entries(), *self.partials()], key=lambda e: e.last_used)
         total = sum(e.size for e in entries)
         removed = freed = 0
         for entry in entries:
             stale = everything or (older_than is not None and now - entry.last_used > older_than)
             over = max_size is not None and total > max_size
-            if not (stale or over):
+            if not (stale or over) or not self._prune_one(entry):
                 continue
-            if entry.partial:
-                lock = FileLock(str(entry.path) + ".lock")
-                try:
-                    lock.acquire(timeout=0)
-                except Timeout:
-                    continue  # a pull is writing it right now
-                try:
-                    with contextlib.suppress(OSError):
-                        entry.path.unlink()
-                finally:
-                    lock.release()
-            else:
-                try:
-                    entry.path.unlink()
-                except OSError:
-                    continue  # in use elsewhere (Windows) or already gone
             removed += 1
             freed += entry.size
             total -= entry.size
         return removed, freed
 
-    def partial(self, digest: Digest, size: int, *, what: str) -> PartialBlob:
-        directory = self.root / "partial"
+    def _prune_one(self, entry: CacheEntry) -> bool:
+        if not entry.partial:
+            try:
+                entry.path.unlink()
+            except OSError:
+                return False  # in use elsewhere (Windows) or already gone
+            with contextlib.suppress(OSError):
+                (self.root / "stamps" / entry.path.parent.name / entry.path.name).unlink()
+            return True
+        lock = FileLock(str(entry.path) + ".lock")
         try:
-            directory.mkdir(parents=True, exist_ok=True)
-            (self.root / "blobs" / digest.algorithm).mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ArchiveError(
-                f"cannot create the blob cache in {self.root}: {exc.strerror}",
-                "set --cache-dir or IMGPULL_CACHE_DIR to a writable directory, or --no-cache",
-            ) from exc
-        return PartialBlob(
-            directory / f"{digest.algorithm}-{digest.hex}", self.path(digest), digest, size, what
-        )
+            lock.acquire(timeout=0)
+        except Timeout:
+            return False  # a pull is writing it right now
+        try:
+            with contextlib.suppress(OSError):
+                entry.path.unlink()
+        finally:
+            lock.release()
+        return True
 
-
-@dataclass(frozen=True, slots=True)
-class CacheEntry:
-    path: Path
-    size: int
-    last_used: float  # seconds since the epoch
-    partial: bool
 
 
 class PartialBlob:
-    """A download in progress. Existing bytes are re-hashed on open, so a resumed
-    download is verified end to end exactly like a fresh one."""
+    """A download in progress. Existing bytes are hashed again on open, so a resumed
+    download is verified end to end exactly like a fresh one; ``verifier`` holds that
+    state for the reader that continues it."""
 
-    def __init__(self, path: Path, final: Path, digest: Digest, size: int, what: str) -> None:
+    def __init__(self, store: BlobStore, path: Path, descriptor: Descriptor, what: str) -> None:
+        self.store = store
         self.path = path
-        self.final = final
-        self.verifier = Verifier(digest, size, what=what)
+        self.descriptor = descriptor
+        self.what = what
+        self.verifier = Verifier(descriptor.digest, descriptor.size, what=what)
         self._file: BinaryIO | None = None
         # One writer per blob across threads and processes; the others wait, then find
         # the blob complete. flock-style locks vanish with their process, even on kill -9.
@@ -160,10 +313,7 @@ class PartialBlob:
     @property
     def complete(self) -> bool:
         """True when another writer finished this blob while we waited for the lock."""
-        try:
-            return self.final.stat().st_size == self.verifier.size
-        except OSError:
-            return False
+        return self.store.lookup(self.descriptor) is not None
 
     def __enter__(self) -> Self:
         self._lock.acquire()
@@ -176,7 +326,7 @@ class PartialBlob:
         try:
             while chunk := self._file.read(_READ_CHUNK):
                 self.verifier.update(chunk)
-        except Exception:
+        except ImgpullError:
             self.restart()  # an over-long leftover: start again
         self._file.seek(0, os.SEEK_END)
         return self
@@ -193,25 +343,29 @@ class PartialBlob:
     def offset(self) -> int:
         return self.verifier.received
 
-    def write(self, chunk: bytes) -> None:
+    def write(self, chunk: bytes | memoryview) -> None:
         assert self._file is not None
-        try:
-            self.verifier.update(chunk)
-        except Exception:
-            self.restart()  # bytes from a lying server must not seed the next attempt
-            raise
         self._file.write(chunk)
 
     def restart(self) -> None:
+        """Forget what is on disk (bytes from a lying server must not seed another try)."""
         assert self._file is not None
         self._file.seek(0)
         self._file.truncate()
-        self.verifier = Verifier(
-            self.verifier.expected, self.verifier.size, what=self.verifier.what
-        )
+        self.verifier = Verifier(self.descriptor.digest, self.descriptor.size, what=self.what)
 
-    def commit(self) -> Path:
-        """Verify and move into the store; a bad download is deleted, never kept."""
+    def discard(self) -> None:
+        """Remove the partial download entirely."""
+        self.restart()
+        assert self._file is not None
+        self._file.close()
+        self._file = None
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+
+    def commit(self) -> StoredBlob:
+        """Move the verified download into the store; anything else is an error and the
+        partial is deleted, never kept."""
         assert self._file is not None
         self._file.flush()
         try:
@@ -224,5 +378,4 @@ class PartialBlob:
             raise
         self._file.close()
         self._file = None
-        os.replace(self.path, self.final)
-        return self.final
+        return self.store.committed(self.descriptor, self.path)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
 from imgpull.errors import DigestMismatchError, UnsupportedError
 
@@ -91,3 +92,124 @@ class Verifier:
                 "the data was corrupted in transit or by the registry; try again or "
                 "use another mirror",
             )
+
+
+class ByteStream(Protocol):
+    """What a blob's bytes are read from: a file, a response body, an archive member."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+Opener = Callable[[int], ByteStream]
+
+
+class VerifyingReader:
+    """A blob's bytes, read from its source and checked on the way.
+
+    Never more than the declared size is read, and the digest is verified *before* the
+    read that hands out the last byte returns: whoever consumes the stream (an upload
+    that completes when the last byte arrives, an archive being written) never finishes
+    with content that does not match. ``open_at(offset)`` gives the source's bytes from
+    ``offset``; ``start`` is the state of bytes already verified (a resumed download).
+
+    ``mark()`` remembers the hash state at the current position and ``rewind(offset)``
+    goes back to a marked position, reopening the source there: an upload resumed from
+    where the registry stands keeps verifying the whole. ``trusted`` skips hashing for
+    bytes that were verified before and kept where only we write (the blob store).
+    """
+
+    def __init__(
+        self,
+        open_at: Opener,
+        verifier: Verifier,
+        *,
+        trusted: bool = False,
+    ) -> None:
+        self._open_at = open_at
+        self._verifier = verifier
+        self._trusted = trusted
+        self._stream: ByteStream | None = None
+        self._marks: dict[int, Verifier] = {verifier.received: verifier.copy()}
+        self._verified = False
+
+    @property
+    def size(self) -> int:
+        assert self._verifier.size is not None
+        return self._verifier.size
+
+    @property
+    def position(self) -> int:
+        return self._verifier.received
+
+    @property
+    def done(self) -> bool:
+        """Every byte was read and verified."""
+        return self.position == self.size and self._verified
+
+    def _source(self) -> ByteStream:
+        if self._stream is None:
+            self._stream = self._open_at(self.position)
+        return self._stream
+
+    def read(self, size: int = -1) -> bytes:
+        left = self.size - self.position
+        if left <= 0:
+            self._finish()
+            return b""
+        want = left if size < 0 else min(size, left)
+        data = self._source().read(want)
+        if not data and self._trusted:
+            # A file we wrote ourselves came up short: the disk, not the content.
+            raise OSError(
+                f"{self._verifier.what}: the file ended after {self.position} of {self.size} bytes"
+            )
+        if not data:
+            raise DigestMismatchError(
+                f"{self._verifier.what}: the source ended after {self.position} of "
+                f"{self.size} bytes",
+                "the transfer was cut short or the source serves wrong data; try again",
+            )
+        if self._trusted:
+            self._verifier.received += len(data)
+        else:
+            self._verifier.update(data)
+        if self.position == self.size:
+            self._finish()
+        return data
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        data = self.read(len(buffer))
+        memoryview(buffer)[: len(data)] = data
+        return len(data)
+
+    def _finish(self) -> None:
+        if not self._verified:
+            if not self._trusted:
+                self._verifier.verify()
+            self._verified = True
+
+    def mark(self) -> None:
+        self._marks[self.position] = self._verifier.copy()
+
+    def marked(self, offset: int) -> bool:
+        return offset in self._marks
+
+    def rewind(self, offset: int) -> None:
+        """Go back to a marked ``offset`` (KeyError if it was never marked)."""
+        state = self._marks[offset]
+        self.close()
+        self._verifier = state.copy()
+        self._verified = False
+
+    def close(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.close()
+
+    def __enter__(self) -> VerifyingReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

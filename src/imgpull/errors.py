@@ -4,6 +4,7 @@
     ├── InvalidReferenceError    a reference that Docker would not accept
     ├── ConfigError              bad flags, config files or credentials files
     │   └── UsageError           a command line or API call that cannot work as given
+    │       └── InvalidPlatformError  not os/arch[/variant] (also a ValueError)
     ├── AuthError                credentials missing or refused, token flow failed
     ├── NotFoundError            repository, tag, manifest or blob unknown to the registry
     ├── RateLimitedError         HTTP 429 (temporary)
@@ -51,6 +52,10 @@ class UsageError(ConfigError):
     """Wrong arguments: an unknown option, a bad platform string, a wrong keyword."""
 
 
+class InvalidPlatformError(UsageError, ValueError):
+    """A platform that is not ``os/arch[/variant]``; a ValueError as it always was."""
+
+
 class AuthError(ImgpullError):
     pass
 
@@ -72,6 +77,9 @@ class RegistryError(ImgpullError):
 
 class NetworkError(ImgpullError):
     temporary = True
+    # The endpoint answered too slowly or not at all (the watchdog's limits): another
+    # endpoint is worth trying at once rather than this one again.
+    stalled = False
 
 
 class TLSError(NetworkError):

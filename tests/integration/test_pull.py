@@ -14,8 +14,11 @@ from typing import ClassVar
 import pytest
 
 from imgpull.config.settings import Settings
-from imgpull.ops.pull import Session, inspect, list_tags, pull, raw_manifest
+from imgpull.ops.inspect import inspect, raw_manifest
+from imgpull.ops.inspect import tags as list_tags
+from imgpull.ops.pull import pull
 from imgpull.reference import parse_reference
+from imgpull.registry.session import Registries as Session
 from tests.archive_view import ArchiveView
 from tests.cli import run_imgpull
 from tests.fixtures.images import StandardImages

@@ -12,9 +12,10 @@ from typing import ClassVar
 import pytest
 from filelock import FileLock
 
-from imgpull.cache import BlobCache
+from imgpull.cache import BlobStore as BlobCache
 from imgpull.cli.exits import EXIT_USAGE
 from imgpull.digest import Digest
+from imgpull.model import Descriptor
 from tests.cli import assert_clean_failure, run_imgpull
 from tests.fixtures.faultproxy import FaultProxy, RedirectTo, Rule
 from tests.fixtures.images import Pusher, StandardImages
@@ -118,7 +119,7 @@ def test_flag_credentials_refuse_two_registries(
 def test_prune_leaves_a_partial_that_a_pull_is_writing(tmp_path: Path) -> None:
     cache = BlobCache(tmp_path / "cache")
     digest = Digest.of(b"x" * 10)
-    with cache.partial(digest, 10, what="test") as partial:
+    with cache.partial(Descriptor("", digest, 10), what="test") as partial:
         partial.write(b"xxxx")
         removed, _ = cache.prune(everything=True)
         assert removed == 0 and partial.path.exists()

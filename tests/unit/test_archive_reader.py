@@ -683,16 +683,16 @@ def test_compressed_archive_reads_once_in_archive_order(
     plain = write_tar(tmp_path / "big.tar", legacy_members([(image, ["big:1"])]))
     packed = tmp_path / "big.tar.gz"
     packed.write_bytes(gzip.compress(plain.read_bytes(), compresslevel=1))
-    from imgpull.archive import reader as archive_reader
+    from imgpull.archive.compressed import CompressedTar
 
     opened: list[int] = []
-    original = archive_reader._CompressedTar._decompressor
+    original = CompressedTar._decompressor
 
     def counting(self: Any) -> Any:
         opened.append(1)
         return original(self)
 
-    monkeypatch.setattr(archive_reader._CompressedTar, "_decompressor", counting)
+    monkeypatch.setattr(CompressedTar, "_decompressor", counting)
     with ImageArchive(packed) as archive:
         assert len(opened) == 1  # the indexing pass
         order = archive.in_archive_order(reversed(archive.images[0].layers))

@@ -13,13 +13,12 @@ from typing import Any
 import pytest
 
 from imgpull.errors import ConfigError
-from imgpull.registry.auth import (
+from imgpull.registry.auth import Challenge, parse_challenges
+from imgpull.registry.credentials import (
     DOCKER_HUB_AUTH_KEY,
-    Challenge,
     Credentials,
     credentials_from_config,
     find_credentials,
-    parse_challenges,
     read_docker_config,
     remove_credentials,
     save_credentials,

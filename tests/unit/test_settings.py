@@ -11,8 +11,8 @@ import pytest
 from imgpull.config.settings import Settings, bypasses_proxy, redact_proxy
 from imgpull.errors import ConfigError
 from imgpull.naming import Mirror
-from imgpull.ops.pull import Session
 from imgpull.reference import DOCKER_HUB, DOCKER_HUB_API
+from imgpull.registry.session import Registries as Session
 from tests.conftest import FreshEnv
 
 # -- bypasses_proxy ------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Writing image archives from a blob store.
+"""What an archive's top-level files say: ``index.json`` (the OCI view: every image with
+its full name and tag) and ``manifest.json`` (Docker's view: the image each loads).
 
 Two formats, one layout:
 
@@ -16,11 +17,11 @@ repository name can make an entry escape the archive. Image names live inside JS
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Literal
+from typing import Any, Literal
 
-from imgpull.archive.tar import TarStream
+from imgpull.archive.records import blob_path
 from imgpull.digest import Digest
 from imgpull.model import (
     ANNOTATION_CONTAINERD_NAME,
@@ -30,6 +31,7 @@ from imgpull.model import (
     Index,
     Manifest,
 )
+from imgpull.source import Placement
 
 ArchiveFormat = Literal["docker", "oci"]
 FORMATS: tuple[ArchiveFormat, ...] = ("docker", "oci")
@@ -37,7 +39,7 @@ FORMATS: tuple[ArchiveFormat, ...] = ("docker", "oci")
 
 @dataclass(frozen=True, slots=True)
 class ArchiveImage:
-    """One image to store: its manifest and the names it is known by."""
+    """One image to store: its manifest(s) and the names it is known by."""
 
     manifest: Manifest  # the image the Docker view (manifest.json) loads
     docker_tags: tuple[str, ...]  # RepoTags entries, e.g. "nginx:1.27"; may be empty
@@ -48,11 +50,36 @@ class ArchiveImage:
     platform_manifests: tuple[Manifest, ...] = ()
     index: Index | None = None
 
+    @classmethod
+    def of(cls, placement: Placement) -> ArchiveImage:
+        image = placement.image
+        docker_tags: list[str] = []
+        full_names: list[str] = []
+        tags: list[str] = []
+        for ref in placement.names:
+            tag = ref.docker_tag()
+            if tag:
+                docker_tags.append(tag)
+            digest = ref.digest or image.resolved
+            full_names.append(f"{ref.name}:{ref.tag}" if ref.tag else f"{ref.name}@{digest}")
+            tags.append(ref.tag or "")
+        top = image.top
+        if isinstance(top, Index):
+            return cls(
+                image.primary,
+                tuple(docker_tags),
+                tuple(full_names),
+                tuple(tags),
+                image.manifests,
+                top,
+            )
+        return cls(top, tuple(docker_tags), tuple(full_names), tuple(tags))
+
     @property
     def top(self) -> Descriptor:
         """What index.json lists for this image."""
         if self.index is not None:
-            return Descriptor(self.index.media_type, self.index.digest, len(self.index.raw))
+            return self.index.descriptor
         return self.manifest.descriptor
 
     @property
@@ -60,18 +87,11 @@ class ArchiveImage:
         return self.platform_manifests or (self.manifest,)
 
 
-BlobOpener = Callable[[Digest], BinaryIO]
-
-
-def blob_path(digest: Digest) -> str:
-    return f"blobs/{digest.algorithm}/{digest.hex}"
-
-
 def _json(data: Any) -> bytes:
     return json.dumps(data, separators=(",", ":"), sort_keys=False).encode()
 
 
-def _merge(images: Sequence[ArchiveImage]) -> list[ArchiveImage]:
+def merge(images: Sequence[ArchiveImage]) -> list[ArchiveImage]:
     """Images with the same manifest become one entry carrying every name."""
     merged: dict[Digest, ArchiveImage] = {}
     for image in images:
@@ -115,6 +135,7 @@ def index_json(images: Sequence[ArchiveImage]) -> dict[str, Any]:
 
 
 def docker_manifest_json(images: Sequence[ArchiveImage]) -> list[dict[str, Any]]:
+    """Docker's view: the image each entry loads (the primary platform's)."""
     return [
         {
             "Config": blob_path(image.manifest.config.digest),
@@ -125,44 +146,5 @@ def docker_manifest_json(images: Sequence[ArchiveImage]) -> list[dict[str, Any]]
     ]
 
 
-def write_archive(
-    out: BinaryIO,
-    images: Sequence[ArchiveImage],
-    open_blob: BlobOpener,
-    *,
-    archive_format: ArchiveFormat = "docker",
-) -> int:
-    """Write the archive to ``out`` (a file or a pipe); returns the bytes written."""
-    unique = _merge(images)
-    tar = TarStream(out)
-    tar.add_bytes("oci-layout", _json({"imageLayoutVersion": "1.0.0"}))
-    tar.add_directory("blobs")
-    algorithms = sorted(
-        {d.digest.algorithm for image in unique for m in image.manifests for d in m.blobs}
-        | {image.top.digest.algorithm for image in unique}
-    )
-    for algorithm in algorithms:
-        tar.add_directory(f"blobs/{algorithm}")
-    written: set[Digest] = set()
-
-    def add_json(digest: Digest, raw: bytes) -> None:
-        if digest not in written:
-            written.add(digest)
-            tar.add_bytes(blob_path(digest), raw)
-
-    for image in unique:
-        if image.index is not None:
-            add_json(image.index.digest, image.index.raw)
-        for manifest in image.manifests:
-            add_json(manifest.digest, manifest.raw)
-            for descriptor in manifest.blobs:
-                if descriptor.digest in written:
-                    continue
-                written.add(descriptor.digest)
-                with open_blob(descriptor.digest) as source:
-                    tar.add_file(blob_path(descriptor.digest), source, descriptor.size)
-    tar.add_bytes("index.json", _json(index_json(unique)))
-    if archive_format == "docker":
-        tar.add_bytes("manifest.json", _json(docker_manifest_json(unique)))
-    tar.close()
-    return tar.written
+def json_bytes(data: Any) -> bytes:
+    return _json(data)

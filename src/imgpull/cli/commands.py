@@ -14,13 +14,14 @@ import sys
 import time
 from typing import Any, TextIO
 
-from imgpull.cache import BlobCache
+from imgpull.archive.output import STDOUT
+from imgpull.cache import BlobStore
 from imgpull.cli.exits import EXIT_OK
 from imgpull.cli.options import parse_platform, parse_platforms, references, settings_from
 from imgpull.cli.render import human_size, make_reporter
 from imgpull.config.settings import Settings, redact_proxy
 from imgpull.errors import ConfigError, UsageError
-from imgpull.ops.pull import STDOUT, PullResult
+from imgpull.ops.results import PullResult
 
 
 def cmd_pull(args: argparse.Namespace, stdin: TextIO) -> int:
@@ -67,7 +68,7 @@ def cmd_push(args: argparse.Namespace, stdin: TextIO) -> int:
 
 
 def cmd_copy(args: argparse.Namespace, stdin: TextIO) -> int:
-    from imgpull.ops.push import copy
+    from imgpull.ops.copy import copy
 
     if len(args.images) < 1 or (len(args.images) < 2 and not args.file):
         raise UsageError(
@@ -104,7 +105,10 @@ def _summary(result: PullResult) -> None:
         print(f"  digest:   {image.digest}", file=err)
         if image.digest != image.manifest.digest:
             print(f"  manifest: {image.manifest.digest}", file=err)
-        print(f"  platform: {image.platform}", file=err)
+        if image.config is None:
+            print(f"  artifact: {image.manifest.kind}", file=err)
+        else:
+            print(f"  platform: {image.platform}", file=err)
         print(f"  from:     {image.endpoint}", file=err)
         count = len(image.manifest.layers)
         layers = f"{count} layer" + ("" if count == 1 else "s")
@@ -120,6 +124,7 @@ def _summary(result: PullResult) -> None:
     quoted = result.output if " " not in result.output else f'"{result.output}"'
     if result.archive_format == "docker":
         print(f"Load it with: docker load -i {quoted}   (or: podman load -i {quoted})", file=err)
+        print(f"  on a Kubernetes node: ctr -n k8s.io images import {quoted}", file=err)
     else:
         print(
             f"Use it with: skopeo copy oci-archive:{quoted} ...   (or: podman load -i {quoted})",
@@ -128,7 +133,7 @@ def _summary(result: PullResult) -> None:
 
 
 def cmd_inspect(args: argparse.Namespace, stdin: TextIO) -> int:
-    from imgpull.ops.pull import inspect, raw_manifest
+    from imgpull.ops.inspect import inspect, raw_manifest
 
     settings = settings_from(args, stdin)
     if args.raw:
@@ -141,15 +146,16 @@ def cmd_inspect(args: argparse.Namespace, stdin: TextIO) -> int:
 
 
 def cmd_tags(args: argparse.Namespace, stdin: TextIO) -> int:
-    from imgpull.ops.pull import list_tags
+    from imgpull.ops.inspect import tags
 
-    for tag in list_tags(args.repository, settings=settings_from(args, stdin)):
+    reporter = make_reporter(quiet=args.quiet)
+    for tag in tags(args.repository, settings=settings_from(args, stdin), reporter=reporter):
         print(tag)
     return EXIT_OK
 
 
 def cmd_login(args: argparse.Namespace, stdin: TextIO) -> int:
-    from imgpull.ops.pull import login
+    from imgpull.ops.login import login
 
     if not args.username:
         if not stdin.isatty():
@@ -169,7 +175,7 @@ def cmd_login(args: argparse.Namespace, stdin: TextIO) -> int:
 
 
 def cmd_logout(args: argparse.Namespace, stdin: TextIO) -> int:
-    from imgpull.ops.pull import logout
+    from imgpull.ops.login import logout
 
     removed = logout(args.registry, settings=Settings.from_environment())
     if not args.quiet:
@@ -184,7 +190,7 @@ def cmd_cache(args: argparse.Namespace, stdin: TextIO) -> int:
     )
     if settings.cache_dir is None:
         raise ConfigError("no cache directory", "pass --cache-dir")
-    cache = BlobCache(settings.cache_dir)
+    cache = BlobStore(settings.cache_dir)
     if args.action == "prune":
         if args.older_than is None and args.max_size is None and not args.all:
             raise UsageError("prune needs --older-than, --max-size or --all")

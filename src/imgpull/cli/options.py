@@ -57,16 +57,38 @@ def network_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--connect-timeout",
-        type=float,
+        type=positive,
+        default=5.0,
+        metavar="SECONDS",
+        help="give up connecting to an endpoint after this long (default 5)",
+    )
+    group.add_argument(
+        "--response-timeout",
+        type=positive,
         default=10.0,
         metavar="SECONDS",
-        help="give up connecting after this long (default 10)",
+        help="give up on an endpoint whose answer has not begun after this long (default 10)",
+    )
+    group.add_argument(
+        "--speed-limit",
+        type=size,
+        default=1024,
+        metavar="BYTES",
+        help="a transfer slower than this many bytes/s for --speed-time is abandoned and "
+        "resumed elsewhere (default 1k)",
+    )
+    group.add_argument(
+        "--speed-time",
+        type=positive,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long a transfer may stay below --speed-limit, or send nothing (default 30)",
     )
     group.add_argument(
         "--timeout",
-        type=float,
+        type=positive,
         metavar="SECONDS",
-        help="give up on the whole operation after this long",
+        help="give up on the whole command after this long (slow bodies included)",
     )
     group.add_argument(
         "--proxy",
@@ -183,7 +205,10 @@ def settings_from(args: argparse.Namespace, stdin: TextIO = sys.stdin) -> Settin
         "username": username,
         "password": password,
         "retries": max(0, getattr(args, "retries", 3)),
-        "connect_timeout": getattr(args, "connect_timeout", 10.0),
+        "connect_timeout": getattr(args, "connect_timeout", 5.0),
+        "read_timeout": getattr(args, "response_timeout", 10.0),
+        "speed_limit": float(getattr(args, "speed_limit", 1024)),
+        "speed_time": getattr(args, "speed_time", 30.0),
         "timeout": getattr(args, "timeout", None),
         "proxy": getattr(args, "proxy", None),
         "mirrors": mirrors(getattr(args, "mirror", ())),
@@ -200,20 +225,51 @@ def settings_from(args: argparse.Namespace, stdin: TextIO = sys.stdin) -> Settin
     return Settings.from_environment(config_file=getattr(args, "config", None), **overrides)
 
 
+LIST_LIMIT = 4 * 1024 * 1024  # an image list of 4 MiB holds some 50,000 references
+
+
 def references(args: argparse.Namespace, stdin: TextIO) -> list[str]:
+    """The images named on the command line and in ``-f`` lists (bounded, text only)."""
     refs = list(args.images)
     for name in args.file:
-        try:
-            text = stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"cannot read image list {name}: {exc.strerror}") from exc
-        for line in text.splitlines():
+        for line in _list_text(name, stdin).splitlines():
             line = line.split("#", 1)[0].strip()
             if line:
                 refs.append(line)
     if not refs:
         raise UsageError("no images to pull", "name images or pass -f LISTFILE")
     return refs
+
+
+def _list_text(name: str, stdin: TextIO) -> str:
+    shown_name = "standard input" if name == "-" else name
+    try:
+        if name == "-":
+            data = (
+                stdin.buffer.read(LIST_LIMIT + 1)
+                if hasattr(stdin, "buffer")
+                else (stdin.read(LIST_LIMIT + 1).encode())
+            )
+        else:
+            with Path(name).open("rb") as handle:
+                data = handle.read(LIST_LIMIT + 1)
+    except OSError as exc:
+        raise ConfigError(f"cannot read image list {shown_name}: {exc.strerror}") from exc
+    if len(data) > LIST_LIMIT:
+        raise ConfigError(
+            f"image list {shown_name} is larger than {LIST_LIMIT // (1024 * 1024)} MiB",
+            "an image list holds one reference per line; split it",
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = "\0"
+    if "\0" in text:
+        raise ConfigError(
+            f"image list {shown_name} is not text",
+            "give a file with one image reference per line",
+        )
+    return text
 
 
 _UNITS = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4}
@@ -228,6 +284,16 @@ def size(text: str) -> int:
         return int(float(number) * _UNITS[unit])
     except (ValueError, KeyError):
         raise argparse.ArgumentTypeError(f"invalid size {text!r}: use e.g. 500M or 10G") from None
+
+
+def positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"invalid number of seconds {text!r}: use e.g. 30")
+    return value
 
 
 def duration(text: str) -> float:

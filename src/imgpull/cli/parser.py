@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from imgpull._version import __version__
-from imgpull.archive.writer import FORMATS
+from imgpull.archive.layout import FORMATS
 from imgpull.cli.commands import (
     cmd_cache,
     cmd_config,

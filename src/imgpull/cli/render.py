@@ -1,4 +1,9 @@
-"""Progress on screen: rich bars on a terminal, plain lines when piped, nothing with -q."""
+"""Progress on screen: rich bars on a terminal, plain lines when piped, nothing with -q.
+
+Every string that came from a server or an archive (names, warnings) is printed through
+:func:`imgpull.text.shown`, so no terminal escape sequence a server sends reaches the
+terminal raw.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from typing import TYPE_CHECKING, TextIO
 from imgpull.digest import Digest
 from imgpull.model import Descriptor, Platform
 from imgpull.progress import SILENT, Reporter
+from imgpull.text import shown
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -23,6 +29,13 @@ def human_size(size: float) -> str:
     return f"{size:.1f} TB"  # pragma: no cover
 
 
+def _what(reference: str, digest: str, platform: Platform | None, kind: str) -> str:
+    detail = f" ({platform})" if platform else ""
+    if kind:
+        detail = f" (artifact: {shown(kind, 80)})"
+    return f"{shown(reference)}: resolved to {digest}{detail}"
+
+
 class LineReporter(Reporter):
     """One line per event, for logs and pipes."""
 
@@ -34,27 +47,28 @@ class LineReporter(Reporter):
         with self._lock:
             print(text, file=self.stream, flush=True)
 
-    def resolved(self, reference: str, digest: str, platform: Platform | None) -> None:
-        self._say(f"{reference}: resolved to {digest}" + (f" ({platform})" if platform else ""))
+    def resolved(self, reference: str, digest: str, platform: Platform | None, kind: str) -> None:
+        self._say(_what(reference, digest, platform, kind))
 
     def warning(self, text: str) -> None:
-        self._say(f"warning: {text}")
+        self._say(f"warning: {shown(text, 400)}")
 
-    def blob_started(self, descriptor: Descriptor, *, cached: bool, what: str) -> None:
-        if what == "layer":
-            state = "already cached" if cached else f"downloading {human_size(descriptor.size)}"
-            self._say(f"{descriptor.digest.short}: {state}")
+    def started(self, descriptor: Descriptor, action: str) -> None:
+        self._say(f"{descriptor.digest.short}: {action} {human_size(descriptor.size)}")
 
-    def blob_done(self, descriptor: Descriptor) -> None:
-        pass
+    def skipped(self, descriptor: Descriptor, reason: str) -> None:
+        words = {"cached": "already cached", "exists": "exists"}.get(reason, reason)
+        self._say(f"{descriptor.digest.short}: {shown(words)}")
+
+    def restarted(self, descriptor: Descriptor) -> None:
+        self._say(f"{descriptor.digest.short}: wrong bytes; starting again elsewhere")
 
     def writing(self, destination: str, total: int) -> None:
-        where = "standard output" if destination == "-" else destination
-        self._say(f"writing {where}")
+        self._say(f"writing {destination}")
 
 
 class BarReporter(Reporter):
-    """Per-layer bars with size, speed and time left, as `docker pull` shows."""
+    """Per-blob bars with size, speed and time left, as `docker pull` shows."""
 
     def __init__(self, console: Console) -> None:
         # rich costs a tenth of a second to import: only terminals pay for it.
@@ -67,7 +81,7 @@ class BarReporter(Reporter):
             TransferSpeedColumn,
         )
 
-        self.progress = Progress(
+        self.bars = Progress(
             TextColumn("{task.description}"),
             BarColumn(bar_width=30),
             DownloadColumn(),
@@ -76,45 +90,58 @@ class BarReporter(Reporter):
             console=console,
             transient=False,
         )
-        self.progress.start()
+        self.bars.start()
         self._tasks: dict[Digest, TaskID] = {}
         self._lock = threading.Lock()
 
-    def resolved(self, reference: str, digest: str, platform: Platform | None) -> None:
-        self.progress.console.print(
-            f"[bold]{reference}[/bold] {digest}" + (f" ({platform})" if platform else "")
-        )
+    def _print(self, text: str) -> None:
+        from rich.markup import escape
+
+        self.bars.console.print(escape(text))
+
+    def resolved(self, reference: str, digest: str, platform: Platform | None, kind: str) -> None:
+        self._print(_what(reference, digest, platform, kind))
 
     def warning(self, text: str) -> None:
-        self.progress.console.print(f"[yellow]warning:[/yellow] {text}")
+        self._print(f"warning: {shown(text, 400)}")
 
-    def blob_started(self, descriptor: Descriptor, *, cached: bool, what: str) -> None:
-        if what != "layer":
-            return
+    def _task(self, descriptor: Descriptor, label: str, done: bool) -> None:
         with self._lock:
             if descriptor.digest in self._tasks:
                 return
-            label = f"{descriptor.digest.short} {'cached ' if cached else 'layer  '}"
-            self._tasks[descriptor.digest] = self.progress.add_task(
-                label, total=descriptor.size, completed=descriptor.size if cached else 0
+            self._tasks[descriptor.digest] = self.bars.add_task(
+                f"{descriptor.digest.short} {label:<12}",
+                total=descriptor.size,
+                completed=descriptor.size if done else 0,
             )
 
-    def blob_progress(self, descriptor: Descriptor, received: int) -> None:
-        task = self._tasks.get(descriptor.digest)
-        if task is not None:
-            self.progress.advance(task, received)
+    def started(self, descriptor: Descriptor, action: str) -> None:
+        self._task(descriptor, action, False)
 
-    def blob_done(self, descriptor: Descriptor) -> None:
+    def skipped(self, descriptor: Descriptor, reason: str) -> None:
+        label = reason if len(reason) <= 12 else "mounted"
+        self._task(descriptor, label, True)
+
+    def progress(self, descriptor: Descriptor, count: int) -> None:
         task = self._tasks.get(descriptor.digest)
         if task is not None:
-            self.progress.update(task, completed=descriptor.size)
+            self.bars.advance(task, count)
+
+    def restarted(self, descriptor: Descriptor) -> None:
+        task = self._tasks.get(descriptor.digest)
+        if task is not None:
+            self.bars.update(task, completed=0)
+
+    def finished(self, descriptor: Descriptor) -> None:
+        task = self._tasks.get(descriptor.digest)
+        if task is not None:
+            self.bars.update(task, completed=descriptor.size)
 
     def writing(self, destination: str, total: int) -> None:
-        where = "standard output" if destination == "-" else destination
-        self.progress.console.print(f"writing {where}")
+        self._print(f"writing {destination}")
 
     def close(self) -> None:
-        self.progress.stop()
+        self.bars.stop()
 
 
 def make_reporter(*, quiet: bool, stream: TextIO | None = None) -> Reporter:

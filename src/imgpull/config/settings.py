@@ -13,13 +13,13 @@ import os
 import sys
 import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from imgpull._version import __version__
 from imgpull.config.files import FileConfig, RegistryConfig, load_files
-from imgpull.errors import ConfigError
+from imgpull.errors import ConfigError, UsageError
 from imgpull.naming import Mirror
 from imgpull.reference import DOCKER_HUB, DOCKER_HUB_API, is_loopback_host
 
@@ -69,8 +69,10 @@ class Settings:
     password: str | None = None
     credential_registry: str | None = None  # the registry -u/-p are for (None: any)
     docker_config_dir: Path | None = None
-    connect_timeout: float = 10.0
-    read_timeout: float = 60.0
+    connect_timeout: float = 5.0
+    read_timeout: float = 10.0  # time for an answer to begin (headers), per request
+    speed_limit: float = 1024.0  # bytes/s; slower than this for speed_time: abandoned
+    speed_time: float = 30.0
     retries: int = 3
     timeout: float | None = None  # overall limit for one operation, in seconds
     jobs: int = 4
@@ -85,10 +87,17 @@ class Settings:
     registries: Mapping[str, RegistryConfig] = field(default_factory=dict)  # from files
     origins: Mapping[str, str] = field(default_factory=dict)  # setting -> where from
     files: tuple[tuple[str, str], ...] = ()
+    manifest_limit: int = 4 * 1024 * 1024  # manifests and image configs, in bytes
 
     @classmethod
     def from_environment(cls, *, config_file: Path | None = None, **overrides: Any) -> Settings:
         """Settings from files and the environment, with ``overrides`` (flags) on top."""
+        unknown = sorted(set(overrides) - {f.name for f in fields(cls)})
+        if unknown:
+            raise UsageError(
+                f"unknown setting {unknown[0]!r}",
+                "known settings: " + ", ".join(sorted(f.name for f in fields(cls))),
+            )
         env = os.environ
         origins: dict[str, str] = {}
         files = load_files(config_file)

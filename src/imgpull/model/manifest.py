@@ -7,13 +7,15 @@ over what the registry actually sent, and archives can store those exact bytes.
 from __future__ import annotations
 
 import json
-import platform as host_platform
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Final, Protocol
+from typing import Any, Final
 
 from imgpull.digest import Digest
 from imgpull.errors import PlatformNotFoundError, RegistryError, UnsupportedError
+from imgpull.model import strict
+from imgpull.model.platform import Platform
+from imgpull.text import shown
 
 DOCKER_MANIFEST: Final = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_MANIFEST_LIST: Final = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -30,6 +32,7 @@ OCI_LAYER_GZIP: Final = "application/vnd.oci.image.layer.v1.tar+gzip"
 OCI_LAYER_ZSTD: Final = "application/vnd.oci.image.layer.v1.tar+zstd"
 
 MANIFEST_TYPES: Final = (DOCKER_MANIFEST, OCI_MANIFEST)
+IMAGE_CONFIG_TYPES: Final = (DOCKER_CONFIG, OCI_CONFIG)
 INDEX_TYPES: Final = (DOCKER_MANIFEST_LIST, OCI_INDEX)
 SCHEMA1_TYPES: Final = (DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED, "application/json")
 # One Accept header asking for everything we can handle, most specific first.
@@ -40,61 +43,6 @@ ACCEPT_MANIFESTS: Final = ", ".join(
 # Annotations that name an image inside an OCI layout.
 ANNOTATION_REF_NAME: Final = "org.opencontainers.image.ref.name"
 ANNOTATION_CONTAINERD_NAME: Final = "io.containerd.image.name"
-
-_ARCH_ALIASES: Final = {
-    "x86_64": "amd64",
-    "x86-64": "amd64",
-    "aarch64": "arm64",
-    "armhf": "arm",
-    "armel": "arm",
-    "i386": "386",
-    "i686": "386",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Platform:
-    """An OS/architecture pair such as ``linux/arm64/v8``, normalised as containerd does."""
-
-    os: str
-    architecture: str
-    variant: str | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> Platform:
-        parts = text.strip().lower().split("/")
-        if len(parts) not in (2, 3) or not all(parts):
-            raise ValueError(f"invalid platform {text!r}: use os/arch[/variant], e.g. linux/arm64")
-        return cls(parts[0], parts[1], parts[2] if len(parts) == 3 else None).normalized()
-
-    @classmethod
-    def host(cls) -> Platform:
-        """Linux on this machine's CPU: images are Linux images even on macOS and Windows."""
-        return cls("linux", host_platform.machine().lower()).normalized()
-
-    def normalized(self) -> Platform:
-        arch = _ARCH_ALIASES.get(self.architecture, self.architecture)
-        variant = self.variant or None
-        if self.architecture in ("armhf",) and variant is None:
-            variant = "v7"
-        if self.architecture == "armel" and variant is None:
-            variant = "v6"
-        if arch == "arm64" and variant == "v8":
-            variant = None
-        return Platform(self.os, arch, variant)
-
-    def matches(self, other: Platform) -> bool:
-        """True when ``other`` (an index entry) satisfies this (a request).
-
-        A request without a variant accepts any variant of that architecture.
-        """
-        mine, theirs = self.normalized(), other.normalized()
-        if (mine.os, mine.architecture) != (theirs.os, theirs.architecture):
-            return False
-        return mine.variant is None or mine.variant == theirs.variant
-
-    def __str__(self) -> str:
-        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,25 +55,38 @@ class Descriptor:
     platform: Platform | None = None
 
     @classmethod
-    def from_json(cls, data: Any) -> Descriptor:
+    def from_json(cls, data: Any, what: str = "manifest") -> Descriptor:
+        """A descriptor from JSON, every field checked; RegistryError naming what is wrong."""
+        where = f"malformed descriptor in {what}"
+        if not isinstance(data, dict):
+            raise RegistryError(f"{where}: not an object")
+        size = data.get("size")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise RegistryError(f"{where}: bad size {shown(repr(size), 40)}")
+        digest = data.get("digest")
+        if not isinstance(digest, str):
+            raise RegistryError(f"{where}: no digest")
         try:
-            plat = data.get("platform")
-            platform = (
-                Platform(plat["os"], plat["architecture"], plat.get("variant")) if plat else None
+            parsed = Digest.parse(digest)
+        except ValueError:
+            raise RegistryError(f"{where}: bad digest {shown(digest, 80)}") from None
+        plat = strict.obj(data, "platform", where)
+        platform = None
+        if plat:
+            platform = Platform(
+                strict.string(plat, "os", where) or _missing(where, "platform.os"),
+                strict.string(plat, "architecture", where)
+                or _missing(where, "platform.architecture"),
+                strict.string(plat, "variant", where) or None,
             )
-            size = data["size"]
-            if not isinstance(size, int) or size < 0:
-                raise ValueError(f"bad size {size!r}")
-            return cls(
-                media_type=str(data.get("mediaType", "")),
-                digest=Digest.parse(data["digest"]),
-                size=size,
-                urls=tuple(data.get("urls") or ()),
-                annotations=dict(data.get("annotations") or {}),
-                platform=platform,
-            )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise RegistryError(f"malformed descriptor in manifest: {exc}") from exc
+        return cls(
+            media_type=strict.string(data, "mediaType", where),
+            digest=parsed,
+            size=size,
+            urls=strict.strings(data, "urls", where),
+            annotations=strict.string_map(data, "annotations", where),
+            platform=platform,
+        )
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -152,14 +113,8 @@ class Descriptor:
         )
 
 
-def _load_json(raw: bytes, what: str) -> dict[str, Any]:
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise RegistryError(f"{what} is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise RegistryError(f"{what} is not a JSON object")
-    return data
+def _missing(where: str, key: str) -> str:
+    raise RegistryError(f"{where}: {key} is missing")
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,10 +127,23 @@ class Manifest:
     config: Descriptor
     layers: tuple[Descriptor, ...]
     annotations: Mapping[str, str] = field(default_factory=dict)
+    artifact_type: str = ""  # OCI 1.1 artifactType, when set
+    subject: Descriptor | None = None  # what this manifest refers to (signatures, SBOMs)
 
     @property
     def descriptor(self) -> Descriptor:
         return Descriptor(self.media_type, self.digest, len(self.raw))
+
+    @property
+    def is_image(self) -> bool:
+        """A container image (docker loads it), not an artifact (a Helm chart, a
+        signature, an SBOM) that only OCI tools keep."""
+        return self.config.media_type in IMAGE_CONFIG_TYPES and not self.artifact_type
+
+    @property
+    def kind(self) -> str:
+        """What it is, for messages: the artifact type, else the config media type."""
+        return self.artifact_type or self.config.media_type
 
     @property
     def blobs(self) -> tuple[Descriptor, ...]:
@@ -195,6 +163,12 @@ class Index:
     media_type: str
     digest: Digest
     manifests: tuple[Descriptor, ...]
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    subject: Descriptor | None = None
+
+    @property
+    def descriptor(self) -> Descriptor:
+        return Descriptor(self.media_type, self.digest, len(self.raw))
 
     @property
     def platforms(self) -> tuple[Platform, ...]:
@@ -231,13 +205,14 @@ def index_subset(index: Index, children: Sequence[Descriptor]) -> Index:
     data["manifests"] = [m for m in data["manifests"] if m.get("digest") in keep]
     raw = json.dumps(data, indent=2).encode()
     kept = tuple(d for d in index.manifests if str(d.digest) in keep)
-    return Index(raw, index.media_type, Digest.of(raw), kept)
+    return Index(raw, index.media_type, Digest.of(raw), kept, index.annotations, index.subject)
 
 
 def parse_manifest(raw: bytes, media_type: str, digest: Digest) -> Manifest | Index:
-    """Parse manifest bytes by the media type the registry declared (or the body's own)."""
-    data = _load_json(raw, "manifest")
-    declared = str(data.get("mediaType") or "")
+    """Parse manifest bytes by the media type the registry declared (or the body's own).
+    Every field is checked: a malformed manifest is a RegistryError naming the field."""
+    data = strict.load_object(raw, "manifest")
+    declared = strict.string(data, "mediaType", "manifest")
     kind = media_type.split(";")[0].strip()
     if kind in ("", "application/json", "application/octet-stream", "text/plain"):
         kind = declared
@@ -250,26 +225,40 @@ def parse_manifest(raw: bytes, media_type: str, digest: Digest) -> Manifest | In
             "does not support",
             "ask the image's publisher to re-push it with a current Docker or OCI client",
         )
-    try:
-        if kind in INDEX_TYPES:
-            return Index(
-                raw,
-                kind,
-                digest,
-                tuple(Descriptor.from_json(d) for d in data["manifests"]),
-            )
-        if kind in MANIFEST_TYPES:
-            return Manifest(
-                raw,
-                kind,
-                digest,
-                Descriptor.from_json(data["config"]),
-                tuple(Descriptor.from_json(d) for d in data["layers"]),
-                dict(data.get("annotations") or {}),
-            )
-    except (KeyError, TypeError) as exc:
-        raise RegistryError(f"malformed {kind} manifest: missing {exc}") from exc
-    raise UnsupportedError(f"unsupported manifest media type {kind!r}")
+    what = f"{kind} manifest"
+    if kind in INDEX_TYPES:
+        entries = strict.objects(data, "manifests", f"malformed {what}")
+        return Index(
+            raw,
+            kind,
+            digest,
+            tuple(Descriptor.from_json(d, what) for d in entries),
+            annotations=strict.string_map(data, "annotations", what),
+            subject=_subject(data, what),
+        )
+    if kind in MANIFEST_TYPES:
+        config = strict.obj(data, "config", f"malformed {what}", required=True)
+        layers = data.get("layers")
+        if layers is None and "config" in data and strict.string(data, "artifactType", what):
+            layers = []  # an OCI 1.1 artifact may have no layers at all
+        if not isinstance(layers, list):
+            raise RegistryError(f"malformed {what}: 'layers' is missing or not a list")
+        return Manifest(
+            raw,
+            kind,
+            digest,
+            Descriptor.from_json(config, what),
+            tuple(Descriptor.from_json(d, what) for d in layers),
+            strict.string_map(data, "annotations", what),
+            artifact_type=strict.string(data, "artifactType", what),
+            subject=_subject(data, what),
+        )
+    raise UnsupportedError(f"unsupported manifest media type {shown(kind, 100)!r}")
+
+
+def _subject(data: dict[str, Any], what: str) -> Descriptor | None:
+    subject = data.get("subject")
+    return None if subject is None else Descriptor.from_json(subject, f"the subject of {what}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,29 +279,26 @@ class ImageConfig:
 
     @classmethod
     def parse(cls, raw: bytes, digest: Digest) -> ImageConfig:
-        data = _load_json(raw, "image config")
-        conf = data.get("config") or {}
-        rootfs = data.get("rootfs") or {}
+        """Every field people look at checked for its type: RegistryError otherwise."""
+        what = "image config"
+        data = strict.load_object(raw, what)
+        conf = strict.obj(data, "config", what)
+        rootfs = strict.obj(data, "rootfs", what)
+        created = data.get("created")
         return cls(
             raw=raw,
             digest=digest,
             platform=Platform(
-                str(data.get("os", "")), str(data.get("architecture", "")), data.get("variant")
+                strict.string(data, "os", what),
+                strict.string(data, "architecture", what),
+                strict.string(data, "variant", what) or None,
             ),
-            created=data.get("created"),
-            entrypoint=tuple(conf.get("Entrypoint") or ()),
-            cmd=tuple(conf.get("Cmd") or ()),
-            env=tuple(conf.get("Env") or ()),
-            working_dir=str(conf.get("WorkingDir") or ""),
-            user=str(conf.get("User") or ""),
-            labels=dict(conf.get("Labels") or {}),
-            diff_ids=tuple(rootfs.get("diff_ids") or ()),
+            created=created if isinstance(created, str) else None,
+            entrypoint=strict.strings(conf, "Entrypoint", what),
+            cmd=strict.strings(conf, "Cmd", what),
+            env=strict.strings(conf, "Env", what),
+            working_dir=strict.string(conf, "WorkingDir", what),
+            user=strict.string(conf, "User", what),
+            labels=strict.string_map(conf, "Labels", what),
+            diff_ids=strict.strings(rootfs, "diff_ids", what),
         )
-
-
-class ImageSource(Protocol):
-    """Where images come from: a registry or an archive. Writers only see this."""
-
-    def get_manifest(self, identifier: str) -> Manifest | Index: ...
-
-    def open_blob(self, descriptor: Descriptor) -> BinaryIO: ...

@@ -1,48 +1,33 @@
-"""Credentials and the registry authentication flow (Basic and Bearer tokens).
+"""The registry authentication flow: challenges (RFC 7235), Basic, and Bearer tokens
+following the Docker Registry v2 token specification.
 
-Credentials come, in order, from flags, Docker's ``config.json`` ``auths``, and its
-credential helpers (``credHelpers`` per registry, then ``credsStore``). The token flow
-follows the Docker Registry v2 token specification; the HTTP call is injected so this
-module stays free of network code.
+The HTTP call is injected, so this module stays free of network code. Credentials go to
+the registry and to the token realm the registry's own challenge names, nowhere else:
+the caller only hands over challenges that the registry host itself sent.
 """
 
 from __future__ import annotations
 
-import base64
 import json
-import os
 import re
-import subprocess
-import tempfile
 import threading
 import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Final
 
-from imgpull.errors import AuthError, ConfigError
-from imgpull.reference import DOCKER_HUB
+from imgpull.errors import AuthError
+from imgpull.registry.credentials import Credentials
+from imgpull.text import shown
 
-DOCKER_HUB_AUTH_KEY = "https://index.docker.io/v1/"
-DEFAULT_TOKEN_LIFETIME = 60.0
+DEFAULT_TOKEN_LIFETIME: Final = 60.0
 # Refresh a little early so a token never expires between our check and the request.
-_EXPIRY_MARGIN = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class Credentials:
-    username: str = ""
-    password: str = ""
-    identity_token: str = ""  # an OAuth2 refresh token, as `docker login` may store
-
-    def __repr__(self) -> str:  # never print secrets, even in debug output
-        return f"Credentials(username={self.username!r}, password=***)"
-
-    def basic_header(self) -> str:
-        raw = f"{self.username}:{self.password}".encode()
-        return "Basic " + base64.b64encode(raw).decode("ascii")
+_EXPIRY_MARGIN: Final = 10.0
+TOKEN_ANSWER_LIMIT: Final = 1024 * 1024
+MAX_CHALLENGE_LENGTH: Final = 8192
+# What may appear in a header value we send back: visible ASCII (RFC 7230 field-vchar).
+_TOKEN_RE: Final = re.compile(r"[\x21-\x7e]{1,16384}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +43,19 @@ _PARAM_RE = re.compile(
 _SCHEME_RE = re.compile(rf"\s*({_RFC7230_TCHARS})(?:\s+|$|(?=,))")
 
 
+def _usable_realm(realm: str) -> bool:
+    try:
+        parts = urllib.parse.urlsplit(realm)
+        _ = parts.port
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and realm.isprintable()
+
+
 def parse_challenges(header: str) -> list[Challenge]:
-    """Parse a ``WWW-Authenticate`` value (RFC 7235): several challenges, quoted params."""
+    """Parse a ``WWW-Authenticate`` value (RFC 7235): several challenges, quoted params.
+    An overlong value is cut (a challenge is a few hundred bytes)."""
+    header = header[:MAX_CHALLENGE_LENGTH]
     challenges: list[Challenge] = []
     pos = 0
     while pos < len(header):
@@ -81,146 +77,6 @@ def parse_challenges(header: str) -> list[Challenge]:
             pos = param.end()
         challenges.append(Challenge(scheme.group(1).lower(), params))
     return challenges
-
-
-# -- where credentials come from ---------------------------------------------------------
-
-
-def config_path(config_dir: Path) -> Path:
-    return config_dir / "config.json"
-
-
-def read_docker_config(config_dir: Path) -> dict[str, Any]:
-    path = config_path(config_dir)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {}
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
-    try:
-        data = json.loads(text) if text.strip() else {}
-    except ValueError as exc:
-        raise ConfigError(
-            f"{path} is not valid JSON: {exc}", "fix or remove the file (docker login writes it)"
-        ) from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} is not a JSON object")
-    return data
-
-
-def auth_keys(registry: str) -> list[str]:
-    """The keys under which Docker may have stored credentials for ``registry``."""
-    if registry == DOCKER_HUB:
-        return [DOCKER_HUB_AUTH_KEY, "index.docker.io", "docker.io", "registry-1.docker.io"]
-    return [registry, f"https://{registry}", f"http://{registry}", f"https://{registry}/v1/"]
-
-
-def store_key(registry: str) -> str:
-    """The key `docker login` writes for ``registry``."""
-    return DOCKER_HUB_AUTH_KEY if registry == DOCKER_HUB else registry
-
-
-def _normalise_key(key: str) -> str:
-    if "://" in key:
-        key = urllib.parse.urlsplit(key).netloc or key
-    return key.rstrip("/")
-
-
-def credentials_from_config(config: dict[str, Any], registry: str) -> Credentials | None:
-    auths = config.get("auths") or {}
-    keys = auth_keys(registry)
-    wanted = {_normalise_key(k) for k in keys}
-    entry = next((auths[k] for k in keys if k in auths), None)
-    if entry is None:
-        entry = next((v for k, v in auths.items() if _normalise_key(k) in wanted), None)
-    if not isinstance(entry, dict):
-        return None
-    if entry.get("identitytoken"):
-        user = _decode_auth(entry.get("auth", ""), registry)[0] if entry.get("auth") else ""
-        return Credentials(username=user, identity_token=str(entry["identitytoken"]))
-    if entry.get("auth"):
-        user, password = _decode_auth(str(entry["auth"]), registry)
-        return Credentials(user, password)
-    if entry.get("username"):
-        return Credentials(str(entry["username"]), str(entry.get("password", "")))
-    return None
-
-
-def _decode_auth(value: str, registry: str) -> tuple[str, str]:
-    try:
-        user, _, password = base64.b64decode(value).decode("utf-8").partition(":")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ConfigError(
-            f"the saved credentials for {registry} in config.json are not valid base64",
-            f"run `imgpull login {registry}` again",
-        ) from exc
-    return user, password
-
-
-def run_credential_helper(helper: str, action: str, payload: str) -> str:
-    """Talk to ``docker-credential-<helper>``, Docker's credential helper protocol."""
-    program = f"docker-credential-{helper}"
-    try:
-        done = subprocess.run(
-            [program, action],
-            input=payload,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-    except FileNotFoundError as exc:
-        raise ConfigError(
-            f"credential helper {program} is not installed",
-            "install it or remove credsStore/credHelpers from your Docker config.json",
-        ) from exc
-    except subprocess.TimeoutExpired as exc:
-        raise ConfigError(f"credential helper {program} did not answer within 60 s") from exc
-    if done.returncode != 0:
-        message = (done.stdout or done.stderr).strip()
-        if "credentials not found" in message.lower():
-            return ""
-        raise ConfigError(f"credential helper {program} failed: {message or done.returncode}")
-    return done.stdout
-
-
-def credentials_from_helper(helper: str, registry: str) -> Credentials | None:
-    for key in auth_keys(registry)[:2]:
-        out = run_credential_helper(helper, "get", key)
-        if not out.strip():
-            continue
-        try:
-            data = json.loads(out)
-        except ValueError as exc:
-            raise ConfigError(f"docker-credential-{helper} returned invalid JSON") from exc
-        user, secret = str(data.get("Username", "")), str(data.get("Secret", ""))
-        if user == "<token>":
-            return Credentials(identity_token=secret)
-        return Credentials(user, secret)
-    return None
-
-
-def find_credentials(
-    registry: str,
-    *,
-    config_dir: Path,
-    username: str | None = None,
-    password: str | None = None,
-) -> Credentials | None:
-    """Credentials for ``registry``: flags, then config.json auths, then helpers."""
-    if username is not None:
-        return Credentials(username, password or "")
-    config = read_docker_config(config_dir)
-    helper = (config.get("credHelpers") or {}).get(registry)
-    if helper:
-        return credentials_from_helper(str(helper), registry)
-    found = credentials_from_config(config, registry)
-    if found:
-        return found
-    if config.get("credsStore"):
-        return credentials_from_helper(str(config["credsStore"]), registry)
-    return None
 
 
 # -- the token flow ----------------------------------------------------------------------
@@ -262,7 +118,7 @@ class Authenticator:
         if chosen is None:
             raise AuthError(
                 f"{self.registry} asks for an authentication scheme imgpull does not support: "
-                f"{header[:80]!r}"
+                f"{shown(header, 80)}"
             )
         with self._lock:
             self._challenge = chosen
@@ -309,6 +165,12 @@ class Authenticator:
         realm = challenge.params.get("realm")
         if not realm:
             raise AuthError(f"{self.registry} sent a Bearer challenge without a realm")
+        if not _usable_realm(realm):
+            raise AuthError(
+                f"{self.registry} names a token realm that is not an http(s) URL: "
+                f"{shown(realm, 80)}",
+                "the registry or a proxy is misbehaving",
+            )
         service = challenge.params.get("service", "")
         creds = self.credentials
         if creds and creds.identity_token:
@@ -347,65 +209,26 @@ class Authenticator:
             raise AuthError(f"the token server {host} answered HTTP {response.status}")
         try:
             data = json.loads(response.body)
-            value = data.get("token") or data.get("access_token")
-            lifetime = float(data.get("expires_in") or DEFAULT_TOKEN_LIFETIME)
-        except (ValueError, AttributeError, TypeError) as exc:
-            raise AuthError(f"the token server {host} sent an unreadable answer") from exc
+        except (ValueError, RecursionError):
+            raise AuthError(f"the token server {host} sent an unreadable answer") from None
+        if not isinstance(data, dict):
+            raise AuthError(f"the token server {host} sent an unreadable answer")
+        value = data.get("token") or data.get("access_token")
         if not value:
             raise AuthError(f"the token server {host} sent no token")
+        if not isinstance(value, str) or not _TOKEN_RE.fullmatch(value):
+            raise AuthError(
+                f"the token server {host} sent a token that is not a valid header value "
+                "(control characters, spaces or non-ASCII)",
+                "the token server is misbehaving; imgpull will not send such a token",
+            )
+        lifetime = _lifetime(data.get("expires_in"))
         lifetime = max(lifetime - _EXPIRY_MARGIN, lifetime / 2)
-        return _Token(str(value), time.monotonic() + lifetime)
+        return _Token(value, time.monotonic() + lifetime)
 
 
-# -- saving credentials, as `docker login` does ----------------------------------------------
-
-
-def save_credentials(config_dir: Path, registry: str, credentials: Credentials) -> str:
-    """Store credentials where Docker would; returns where they went, for the user."""
-    config = read_docker_config(config_dir)
-    key = store_key(registry)
-    helper = (config.get("credHelpers") or {}).get(registry) or config.get("credsStore")
-    if helper:
-        payload = json.dumps(
-            {"ServerURL": key, "Username": credentials.username, "Secret": credentials.password}
-        )
-        run_credential_helper(str(helper), "store", payload)
-        return f"docker-credential-{helper}"
-    auths = config.setdefault("auths", {})
-    auths[key] = {
-        "auth": base64.b64encode(f"{credentials.username}:{credentials.password}".encode()).decode(
-            "ascii"
-        )
-    }
-    _write_config(config_dir, config)
-    return str(config_path(config_dir))
-
-
-def remove_credentials(config_dir: Path, registry: str) -> bool:
-    """Forget saved credentials for ``registry``; False when there were none."""
-    config = read_docker_config(config_dir)
-    removed = False
-    helper = (config.get("credHelpers") or {}).get(registry) or config.get("credsStore")
-    if helper:
-        run_credential_helper(str(helper), "erase", store_key(registry))
-        removed = True
-    auths = config.get("auths") or {}
-    stale = [key for key in auth_keys(registry) if key in auths]
-    for key in stale:
-        del auths[key]
-    if stale:
-        _write_config(config_dir, config)
-    return removed or bool(stale)
-
-
-def _write_config(config_dir: Path, config: dict[str, Any]) -> None:
-    try:
-        config_dir.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=".config.json.", dir=config_dir)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(config, out, indent="\t")
-            out.write("\n")
-        os.chmod(temp, 0o600)  # credentials: owner only, as docker does
-        os.replace(temp, config_path(config_dir))
-    except OSError as exc:
-        raise ConfigError(f"cannot write {config_path(config_dir)}: {exc.strerror}") from exc
+def _lifetime(value: object) -> float:
+    """``expires_in`` in seconds; the default when absent or not a sane number."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return DEFAULT_TOKEN_LIFETIME
+    return float(value) if 0 < value < 10**9 else DEFAULT_TOKEN_LIFETIME

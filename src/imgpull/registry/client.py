@@ -1,50 +1,55 @@
-"""The Distribution API: ping, authenticate, manifests, blobs and tags of one registry."""
+"""The Distribution API of one endpoint (a registry or one of its mirrors): ping,
+authenticate, manifests, blobs and tags. Every body it reads is bounded."""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
-import time
 import urllib.parse
-from collections.abc import Callable, Iterator
-from typing import Any, BinaryIO, Final
+from collections.abc import Iterator
+from typing import Final
 
-from imgpull.cache import PartialBlob
 from imgpull.config.settings import RegistryHost
-from imgpull.digest import Digest, Verifier
+from imgpull.digest import ByteStream, Verifier
 from imgpull.errors import (
     AuthError,
-    DigestMismatchError,
     ImgpullError,
     NetworkError,
-    NotFoundError,
     ProxyError,
-    RateLimitedError,
     RegistryError,
     TLSError,
 )
 from imgpull.model import ACCEPT_MANIFESTS, Descriptor, Index, Manifest, parse_manifest
-from imgpull.registry.auth import Authenticator, Credentials, TokenResponse
-from imgpull.registry.transport import HttpClient, Response, backoff, origin, redact, translate
+from imgpull.registry.answers import error_from, manifest_digest
+from imgpull.registry.auth import TOKEN_ANSWER_LIMIT, Authenticator, TokenResponse
+from imgpull.registry.credentials import Credentials
+from imgpull.registry.transport import Body, HttpClient, Response, checked_url, origin
 
 log = logging.getLogger("imgpull.registry.client")
 
-MAX_MANIFEST_BYTES: Final = 4 * 1024 * 1024
-CHUNK: Final = 1024 * 1024
-TAGS_PAGE_SIZE = 1000
-
-ProgressCallback = Callable[[int], None]
+TAGS_PAGE_SIZE: Final = 1000
+TAGS_PAGE_LIMIT: Final = 4 * 1024 * 1024
+MAX_TAG_PAGES: Final = 1000
+MAX_TAGS: Final = 200_000
+_TAG_RE: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 
 class RegistryClient:
-    """Talks to one registry host. Thread-safe: blobs are fetched from worker threads."""
+    """Talks to one endpoint. Thread-safe: blobs are fetched from worker threads."""
 
     def __init__(
-        self, host: RegistryHost, http: HttpClient, credentials: Credentials | None
+        self,
+        host: RegistryHost,
+        http: HttpClient,
+        credentials: Credentials | None,
+        *,
+        manifest_limit: int = 4 * 1024 * 1024,
     ) -> None:
         self.host = host
         self.http = http
+        self.manifest_limit = manifest_limit
         self.auth = Authenticator(host.name, credentials, self._fetch_token)
         self._base: str | None = None
         self._ping_lock = threading.Lock()
@@ -56,11 +61,11 @@ class RegistryClient:
         method: str,
         url: str,
         headers: dict[str, str],
-        body: bytes | BinaryIO | None = None,
+        body: Body = None,
         *,
-        stream: bool = False,
         retries: int | None = None,
         foreign: bool = False,
+        first_byte: float | None = None,
     ) -> Response:
         # The registry's TLS setup (CAs, client certificate) is for the registry and its
         # token server; other hosts (foreign layer URLs) get the default.
@@ -70,53 +75,70 @@ class RegistryClient:
             headers=headers,
             body=body,
             tls=None if foreign else self.host.tls,
-            stream=stream,
             retries=retries,
+            first_byte=first_byte,
         )
 
     def _fetch_token(
         self, method: str, url: str, headers: dict[str, str], body: bytes | None
     ) -> TokenResponse:
         response = self._send(method, url, headers, body)
-        return TokenResponse(response.status, response.data[:MAX_MANIFEST_BYTES])
+        if response.status != 200:
+            response.discard()
+            return TokenResponse(response.status, b"")
+        return TokenResponse(200, response.read(TOKEN_ANSWER_LIMIT, "the token answer"))
 
     def ping(self) -> str:
         """Find the scheme that works and the auth the registry wants; returns the base URL."""
         with self._ping_lock:
-            if self._base is not None:
-                return self._base
-            error: ImgpullError | None = None
-            for scheme in self.host.schemes:
-                url = self.host.url(scheme, "/v2/")
-                try:
-                    response = self._send("GET", url, {})
-                except ProxyError:
-                    raise  # the proxy failed, not the scheme: another scheme won't help
-                except TLSError as exc:
-                    if not exc.maybe_plain_http or scheme == self.host.schemes[-1]:
-                        raise
-                    error = exc  # a plain-HTTP server; try the next scheme
-                    continue
-                except NetworkError as exc:
-                    if scheme == self.host.schemes[-1]:
-                        raise
-                    error = exc
-                    continue
-                if scheme == "http" and response.status == 400 and scheme != self.host.schemes[-1]:
-                    # "Client sent an HTTP request to an HTTPS server": try HTTPS next.
-                    response.drain_conn()
-                    continue
-                if response.status == 401:
-                    challenge = response.headers.get("WWW-Authenticate", "")
-                    if challenge:
-                        self.auth.learn(challenge)
-                elif response.status >= 400 and response.status != 404:
-                    raise error_from(response, f"{self.host.name} /v2/ endpoint", None)
-                self._base = f"{scheme}://{self.host.api_host}"
+            if self._base is None:
+                self._base = self._ping()
                 log.debug("registry %s at %s", self.host.name, self._base)
-                return self._base
-            assert error is not None
-            raise error
+            return self._base
+
+    def _ping(self) -> str:
+        error: ImgpullError | None = None
+        schemes = self.host.schemes
+        for scheme in schemes:
+            url = self.host.url(scheme, "/v2/")
+            try:
+                response = self._send("GET", url, {})
+            except ProxyError:
+                raise  # the proxy failed, not the scheme: another scheme won't help
+            except TLSError as exc:
+                if not exc.maybe_plain_http or scheme == schemes[-1]:
+                    raise
+                error = exc  # a plain-HTTP server; try the next scheme
+                continue
+            except NetworkError as exc:
+                if scheme == schemes[-1]:
+                    raise
+                error = exc
+                continue
+            if scheme == "http" and response.status == 400 and scheme != schemes[-1]:
+                # "Client sent an HTTP request to an HTTPS server": try HTTPS next.
+                response.discard()
+                continue
+            base = f"{scheme}://{self.host.api_host}"
+            # A challenge from a host /v2/ redirected us to is not the registry's: its
+            # realm never gets our credentials.
+            own = origin(response.url) == origin(base)
+            if response.status == 401 and own:
+                challenge = response.headers.get("WWW-Authenticate", "")
+                response.discard()
+                if challenge:
+                    self.auth.learn(challenge)
+            elif (
+                response.status >= 400
+                and response.status != 404
+                and (own or response.status != 401)
+            ):
+                raise error_from(response, f"{self.host.name} /v2/ endpoint", None)
+            else:
+                response.discard()
+            return base
+        assert error is not None
+        raise error
 
     def request(
         self,
@@ -126,11 +148,11 @@ class RegistryClient:
         repository: str,
         actions: str = "pull",
         headers: dict[str, str] | None = None,
-        stream: bool = False,
         retries: int | None = None,
         url: str | None = None,
-        body: bytes | BinaryIO | None = None,
+        body: Body = None,
         scope: str | None = None,
+        first_byte: float | None = None,
     ) -> Response:
         """An authenticated request; a 401 mid-run (an expired token) is answered once.
 
@@ -138,34 +160,33 @@ class RegistryClient:
         first (the upload's POST), so the token is in hand before the body goes out.
         """
         base = self.ping()
-        target = url or base + path
+        target = checked_url(url or base + path, f"a URL from {self.host.name}")
         scope = scope or f"repository:{repository}:{actions}"
         sent = dict(headers or {})
         # An upload URL on another host (some registries hand those out) gets no token.
         same_host = origin(target) == origin(base)
-        needs = self.auth.needs_auth and same_host
-        authorization = self.auth.header(scope) if needs else None
+        authorization = self.auth.header(scope) if self.auth.needs_auth and same_host else None
         for attempt in range(2):
             if authorization:
                 sent["Authorization"] = authorization
-            response = self._send(method, target, sent, body, stream=stream, retries=retries)
+            response = self._send(
+                method, target, sent, body, retries=retries, first_byte=first_byte
+            )
             replayable = body is None or isinstance(body, bytes)
             # A 401 from a host we were redirected to (blob storage) is not the registry's
             # challenge: answering it would hand our credentials to that host's realm.
-            answered_by_registry = origin(response.url or target) == origin(base)
+            answered_by_registry = origin(response.url) == origin(base)
+            challenge = response.headers.get("WWW-Authenticate", "")
             if (
                 response.status != 401
                 or attempt == 1
                 or not replayable
                 or not same_host
                 or not answered_by_registry
+                or not challenge
             ):
                 return response
-            challenge = response.headers.get("WWW-Authenticate", "")
-            if not challenge:
-                return response
-            response.drain_conn()
-            response.release_conn()
+            response.discard()
             if authorization:
                 self.auth.invalidate(authorization)
             else:
@@ -180,6 +201,7 @@ class RegistryClient:
             return
         authorization = self.auth.header("")
         response = self._send("GET", base + "/v2/", {"Authorization": authorization or ""})
+        response.discard()
         if response.status in (401, 403):
             raise AuthError(
                 f"{self.host.name} refused the credentials (HTTP {response.status})",
@@ -188,263 +210,176 @@ class RegistryClient:
 
     # -- manifests ------------------------------------------------------------------------
 
-    def get_manifest(self, repository: str, identifier: str) -> Manifest | Index:
-        """Fetch a manifest or index by tag or digest, verifying its bytes."""
+    def get_manifest(
+        self, repository: str, identifier: str, *, size: int | None = None
+    ) -> Manifest | Index:
+        """Fetch a manifest or index by tag or digest, verifying its bytes; ``size``
+        (from a descriptor) is checked against the limit before anything is fetched."""
         repository = self.host.repository(repository)
+        what = f"{self.host.name}/{repository}" + (
+            f"@{identifier}" if ":" in identifier else f":{identifier}"
+        )
+        limit = self.manifest_limit
+        if size is not None and size > limit:
+            raise RegistryError(
+                f"manifest of {what} is {size} bytes, more than the {limit} allowed"
+            )
         path = f"/v2/{repository}/manifests/{urllib.parse.quote(identifier, safe=':')}"
         response = self.request(
             "GET", path, repository=repository, headers={"Accept": ACCEPT_MANIFESTS}
         )
-        what = f"{self.host.name}/{repository}:{identifier}"
-        if ":" in identifier:
-            what = f"{self.host.name}/{repository}@{identifier}"
         if response.status != 200:
             raise error_from(response, what, identifier)
-        raw = response.data
-        if len(raw) > MAX_MANIFEST_BYTES:
-            raise RegistryError(f"manifest of {what} is larger than {MAX_MANIFEST_BYTES} bytes")
-        digest = _manifest_digest(raw, identifier, response, what)
-        media_type = response.headers.get("Content-Type", "")
-        return parse_manifest(raw, media_type, digest)
+        raw = response.read(limit, f"the manifest of {what}")
+        digest = manifest_digest(raw, identifier, response, what)
+        return parse_manifest(raw, response.headers.get("Content-Type", ""), digest)
 
-    def get_blob_bytes(self, repository: str, descriptor: Descriptor) -> bytes:
-        """A small blob (a config) read whole and verified."""
-        if descriptor.size > MAX_MANIFEST_BYTES * 4:
-            raise RegistryError(f"config blob {descriptor.digest} is suspiciously large")
-        response = self._blob_response(repository, descriptor, 0)
-        if response.status != 200:
-            raise error_from(response, f"blob {descriptor.digest} of {repository}", None)
-        data = response.data
-        verifier = Verifier(descriptor.digest, descriptor.size, what=f"blob {descriptor.digest}")
+    # -- blobs ----------------------------------------------------------------------------
+
+    def blob_response(
+        self, repository: str, descriptor: Descriptor, offset: int, url: str | None = None
+    ) -> Response:
+        """A blob's bytes from ``offset`` (status checked: 200, or 206 at that offset)."""
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        repository = self.host.repository(repository)
+        where = f"{self.host.name}/{repository}"
+        if url is not None:
+            # Foreign layers live outside the registry: plain GET, no credentials.
+            target = checked_url(url, f"a URL of layer {descriptor.digest.short}")
+            response = self._send("GET", target, headers, foreign=True)
+            where = origin(target)[1]
+        else:
+            path = f"/v2/{repository}/blobs/{descriptor.digest}"
+            response = self.request("GET", path, repository=repository, headers=headers)
+        if response.status == 206:
+            start = _content_range_start(response.headers.get("Content-Range", ""))
+            if start != offset:
+                response.close()
+                raise RegistryError(
+                    f"{where} resumed blob {descriptor.digest.short} at byte {start}, "
+                    f"not {offset} as asked"
+                )
+        elif response.status != 200:
+            raise error_from(response, f"blob {descriptor.digest} of {where}", None)
+        return response
+
+    def fetch_blob(self, repository: str, descriptor: Descriptor, limit: int) -> bytes:
+        """A small blob (a config) read whole, bounded and verified."""
+        what = f"blob {descriptor.digest} of {self.host.name}/{repository}"
+        if descriptor.size > limit:
+            raise RegistryError(
+                f"{what} is {descriptor.size} bytes, more than the {limit} a config may have",
+                "this is not a container image config imgpull will read",
+            )
+        response = self.blob_response(repository, descriptor, 0)
+        data = response.read(descriptor.size, what)
+        verifier = Verifier(descriptor.digest, descriptor.size, what=what)
         verifier.update(data)
         verifier.verify()
         return data
 
-    # -- blobs ----------------------------------------------------------------------------
-
-    def _blob_response(
-        self, repository: str, descriptor: Descriptor, offset: int, url: str | None = None
-    ) -> Response:
-        headers = {"Range": f"bytes={offset}-"} if offset else {}
-        repository = self.host.repository(repository)
-        path = f"/v2/{repository}/blobs/{descriptor.digest}"
-        if url is not None:
-            # Foreign layers live outside the registry: plain GET, no credentials.
-            return self._send("GET", url, headers, stream=True, foreign=True)
-        return self.request("GET", path, repository=repository, headers=headers, stream=True)
-
-    def open_blob(self, repository: str, descriptor: Descriptor, offset: int = 0) -> Response:
-        """A blob's bytes from ``offset`` as a stream (for copies); the caller closes it."""
-        response = self._blob_response(repository, descriptor, offset)
-        expected = 206 if offset else 200
-        if response.status != expected:
-            error = error_from(response, f"blob {descriptor.digest} of {repository}", None)
-            response.close()
-            raise error
-        return response
-
-    def download_blob(
-        self,
-        repository: str,
-        descriptor: Descriptor,
-        partial: PartialBlob,
-        on_progress: ProgressCallback | None = None,
-        *,
-        retries: int = 3,
-    ) -> None:
-        """Stream a blob into ``partial``, resuming with Range after a dropped connection.
-
-        The caller commits ``partial``, which verifies size and digest.
-        """
-        sources: list[str | None] = [*descriptor.urls, None]
-        last_error: ImgpullError | None = None
-        for url in sources:
-            for attempt in range(retries + 1):
-                try:
-                    self._stream_once(repository, descriptor, partial, on_progress, url)
-                    return
-                except DigestMismatchError:
-                    raise
-                except ImgpullError as exc:
-                    last_error = exc
-                    if not exc.temporary:
-                        break
-                    log.debug("blob %s: %s; attempt %d", descriptor.digest.short, exc, attempt)
-                    if attempt < retries:
-                        time.sleep(backoff(attempt))
-        assert last_error is not None
-        left = descriptor.size - partial.offset
-        raise type(last_error)(
-            f"{last_error.message} (blob {descriptor.digest.short}, {left} of "
-            f"{descriptor.size} bytes left)",
-            last_error.hint,
-        ) from last_error
-
-    def _stream_once(
-        self,
-        repository: str,
-        descriptor: Descriptor,
-        partial: PartialBlob,
-        on_progress: ProgressCallback | None,
-        url: str | None,
-    ) -> None:
-        offset = partial.offset
-        if offset >= descriptor.size and descriptor.size > 0:
-            return
-        response = self._blob_response(repository, descriptor, offset, url)
-        finished = False
-        try:
-            if response.status == 206:
-                start = _content_range_start(response.headers.get("Content-Range", ""))
-                if start != offset:
-                    raise RegistryError(
-                        f"{self.host.name} resumed blob {descriptor.digest.short} at byte "
-                        f"{start}, not {offset} as asked"
-                    )
-            elif response.status == 200:
-                if offset:
-                    if on_progress:
-                        on_progress(-offset)
-                    partial.restart()
-            else:
-                where = redact(url) if url else f"{self.host.name}/{repository}"
-                raise error_from(response, f"blob {descriptor.digest} of {where}", None)
-            for chunk in _chunks(response, url or self.host.api_host):
-                partial.write(chunk)
-                if on_progress:
-                    on_progress(len(chunk))
-                self.http.remaining()  # --timeout holds during long transfers too
-            finished = True
-        finally:
-            # A half-read connection must not go back to the pool for another request.
-            if finished:
-                response.release_conn()
-            else:
-                response.close()
+    def open_blob(self, repository: str, descriptor: Descriptor, offset: int = 0) -> ByteStream:
+        """A blob's bytes from ``offset``, as a stream the caller reads and closes."""
+        return _ResponseStream(self.blob_response(repository, descriptor, offset))
 
     # -- tags -----------------------------------------------------------------------------
 
-    def list_tags(self, repository: str) -> Iterator[str]:
+    def tags(self, repository: str, skipped: list[str] | None = None) -> Iterator[str]:
+        """Every valid tag, following ``Link`` pagination with bounds: a page URL seen
+        twice, too many pages or tags, or an oversized page ends it with an error.
+        Names that are not tags are left out (and recorded in ``skipped``)."""
         repository = self.host.repository(repository)
-        path: str | None = f"/v2/{repository}/tags/list?n={TAGS_PAGE_SIZE}"
+        base = self.ping()
+        url: str | None = f"{base}/v2/{repository}/tags/list?n={TAGS_PAGE_SIZE}"
+        seen_urls: set[str] = set()
         seen: set[str] = set()
-        while path:
-            response = self.request("GET", path, repository=repository)
+        where = f"{self.host.name}/{repository}"
+        while url is not None:
+            if url in seen_urls or len(seen_urls) >= MAX_TAG_PAGES:
+                raise RegistryError(
+                    f"the tag list of {where} loops or never ends (page {len(seen_urls) + 1})",
+                    "the registry's pagination is broken",
+                )
+            seen_urls.add(url)
+            response = self.request("GET", "", repository=repository, url=url)
             if response.status != 200:
-                raise error_from(response, f"{self.host.name}/{repository}", None)
-            try:
-                tags = json.loads(response.data).get("tags") or []
-            except (ValueError, AttributeError) as exc:
-                raise RegistryError(f"{self.host.name} sent an unreadable tag list") from exc
-            for tag in tags:
-                if tag not in seen:
+                raise error_from(response, where, None)
+            page = _tag_page(response.read(TAGS_PAGE_LIMIT, f"a tag list page of {where}"), where)
+            for tag in page:
+                if not _TAG_RE.fullmatch(tag):
+                    if skipped is not None:
+                        skipped.append(tag)
+                elif tag not in seen:
                     seen.add(tag)
-                    yield str(tag)
-            path = _next_link(response.headers.get("Link", ""))
+                    if len(seen) > MAX_TAGS:
+                        raise RegistryError(f"{where} lists more than {MAX_TAGS} tags")
+                    yield tag
+            url = next_link(response.headers.get("Link", ""), response.url)
+            if url is not None and origin(url) != origin(base):
+                raise RegistryError(f"the tag list of {where} continues on another host")
 
 
-def _chunks(response: Response, host: str) -> Iterator[bytes]:
+class _ResponseStream:
+    """A response body as a file-like stream (``read``/``readinto``/``close``)."""
+
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+    def read(self, size: int = -1) -> bytes:
+        return self.response.read1(size if size > 0 else 1024 * 1024)
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        data = self.response.read1(len(buffer))
+        memoryview(buffer)[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self.response.close()
+
+    def __enter__(self) -> _ResponseStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _tag_page(raw: bytes, where: str) -> list[str]:
     try:
-        while True:
-            chunk = response.read(CHUNK, decode_content=False)
-            if not chunk:
-                return
-            yield chunk
-    except Exception as exc:  # urllib3 raises several unrelated types mid-stream
-        if isinstance(exc, ImgpullError):
-            raise
-        raise translate(exc, f"https://{host}") from exc
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise RegistryError(f"{where} sent an unreadable tag list") from None
+    tags = data.get("tags") if isinstance(data, dict) else None
+    if tags is None:
+        return []
+    if not isinstance(tags, list):
+        raise RegistryError(f"{where} sent a tag list whose tags are not a list")
+    return [t for t in tags if isinstance(t, str)]
 
 
-def _next_link(header: str) -> str | None:
-    """The path of the ``rel="next"`` entry of an RFC 5988 Link header, if any."""
-    for part in header.split(","):
-        if 'rel="next"' in part or "rel=next" in part:
-            start, end = part.find("<"), part.find(">")
-            if start != -1 and end > start:
-                target = urllib.parse.urlsplit(part[start + 1 : end])
-                return target.path + (f"?{target.query}" if target.query else "")
+def next_link(header: str, url: str) -> str | None:
+    """The absolute URL of the ``rel="next"`` entry of an RFC 8288 ``Link`` header
+    (relative targets resolved against ``url``), or None."""
+    for part in header[:8192].split(","):
+        target, _, params = part.partition(";")
+        rels = {p.strip().replace('"', "") for p in params.split(";")}
+        if "rel=next" not in rels:
+            continue
+        target = target.strip()
+        if not (target.startswith("<") and target.endswith(">")):
+            continue
+        try:
+            absolute = urllib.parse.urljoin(url, target[1:-1])
+            checked_url(absolute, "a Link header")
+        except (ValueError, ImgpullError):
+            return None
+        return absolute
     return None
 
 
 def _content_range_start(value: str) -> int | None:
-    try:
-        unit, _, rest = value.partition(" ")
-        return int(rest.split("-", 1)[0]) if unit == "bytes" else None
-    except ValueError:
-        return None
+    unit, _, rest = value.partition(" ")
+    start = rest.split("-", 1)[0]
+    return int(start) if unit == "bytes" and start.isdigit() and len(start) < 20 else None
 
 
-def _manifest_digest(raw: bytes, identifier: str, response: Response, what: str) -> Digest:
-    """The digest the bytes must have, checked: the one asked for, else the registry's."""
-    actual = Digest.of(raw)
-    expected: Digest | None = None
-    if ":" in identifier:  # a digest; tags never contain ':'
-        expected = Digest.parse(identifier)
-    elif response.headers.get("Docker-Content-Digest"):
-        try:
-            expected = Digest.parse(response.headers["Docker-Content-Digest"])
-        except (ValueError, ImgpullError):
-            expected = None
-    if expected is not None:
-        check = Digest(expected.algorithm, Digest.of(raw, expected.algorithm).hex)
-        if check != expected:
-            raise DigestMismatchError(
-                f"manifest of {what} does not match its digest {expected} (got {check})",
-                "the registry or a proxy altered it; try again or another mirror",
-            )
-        return expected if expected.algorithm == "sha256" else actual
-    return actual
-
-
-def _registry_errors(response: Response) -> list[dict[str, Any]]:
-    try:
-        body = json.loads(response.data[:65536] or b"{}")
-        errors = body.get("errors") or []
-        return [e for e in errors if isinstance(e, dict)]
-    except (ValueError, AttributeError):
-        return []
-
-
-def error_from(response: Response, what: str, identifier: str | None) -> ImgpullError:
-    """Map an unexpected registry answer to one clear error."""
-    status = response.status
-    errors = _registry_errors(response)
-    codes = {str(e.get("code", "")) for e in errors}
-    detail = "; ".join(str(e.get("message", "")) for e in errors if e.get("message"))
-    if status == 401:
-        return AuthError(
-            f"authentication required for {what}"
-            + (" (credentials were refused)" if "UNAUTHORIZED" in codes else ""),
-            "log in with `imgpull login REGISTRY` or pass -u/--password-stdin; the repository "
-            "may also not exist",
-        )
-    if status == 403:
-        return AuthError(
-            f"access to {what} denied" + (f": {detail}" if detail else ""),
-            "check that your account may pull this repository",
-        )
-    if status == 404 or codes & {"MANIFEST_UNKNOWN", "NAME_UNKNOWN", "BLOB_UNKNOWN"}:
-        if "NAME_UNKNOWN" in codes:
-            return NotFoundError(
-                f"repository not found: {what.rsplit(':', 1)[0]}", "check the image name"
-            )
-        if identifier is not None and ":" not in identifier:
-            return NotFoundError(
-                f"tag not found: {what}", "list the available tags with `imgpull tags REPOSITORY`"
-            )
-        return NotFoundError(f"not found: {what}", "check the name, tag and digest")
-    if status == 429:
-        limits = ", ".join(
-            f"{k}={v}" for k, v in response.headers.items() if k.lower().startswith("ratelimit-")
-        )
-        return RateLimitedError(
-            f"rate limited by the registry while fetching {what}"
-            + (f" ({limits})" if limits else ""),
-            "wait and retry, log in for a higher limit, or use a mirror",
-        )
-    return RegistryError(
-        f"registry answered HTTP {status} for {what}" + (f": {detail}" if detail else ""),
-        "try again later" if status >= 500 else "",
-        status=status,
-    )
+__all__ = ["RegistryClient", "next_link"]

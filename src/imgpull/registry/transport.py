@@ -1,65 +1,58 @@
-"""The HTTP layer: TLS trust, timeouts, retries with backoff, and safe redirects.
+"""The HTTP layer: pools, proxies, safe redirects, the retry policy and the deadline.
 
 Built on urllib3, which streams a blob with sha256 faster than the other Python clients
 measured on this kind of machine. Redirects are followed here, not by urllib3, so that
 ``Authorization`` is dropped whenever a redirect leaves the original host (registries
-commonly redirect blob downloads to object storage). urllib3 exceptions are translated
-into ``imgpull.errors`` here and nowhere else.
+commonly redirect blob downloads to object storage). Every body is read through
+:class:`Response`, which bounds what it reads and reports progress to the request's
+watchdog guard; urllib3's exceptions are translated into ``imgpull.errors`` here.
 """
 
 from __future__ import annotations
 
-import email.utils
-import functools
 import logging
-import os
-import random
-import ssl
 import threading
-import time
 import urllib.parse
 import warnings
 from collections.abc import Mapping
-from pathlib import Path
 from typing import BinaryIO, Final
 
 import urllib3
-from urllib3.exceptions import (
-    ConnectTimeoutError,
-    HTTPError,
-    MaxRetryError,
-    NameResolutionError,
-    NewConnectionError,
-    ProtocolError,
-    ReadTimeoutError,
-    SSLError,
-)
-from urllib3.exceptions import ProxyError as Urllib3ProxyError
+from urllib3.exceptions import HTTPError, LocationParseError
 
 from imgpull.config.settings import Settings, TLSConfig, redact_proxy
-from imgpull.errors import NetworkError, ProxyError, TLSError
+from imgpull.errors import ImgpullError, NetworkError, ProxyError, RegistryError
+from imgpull.registry.neterrors import translate
+from imgpull.registry.policy import Deadline, RetryPolicy, SpeedRule
+from imgpull.registry.policy import retry_after as _retry_after
+from imgpull.registry.tls import ssl_context
+from imgpull.registry.watchdog import Guard, Watchdog, watched_pool_classes
+from imgpull.workers import Cancelled
 
 log = logging.getLogger("imgpull.http")
 # --insecure is the user's explicit choice; one warning per request would bury the output.
 warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
 
-RETRY_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
-IDEMPOTENT: Final = frozenset({"GET", "HEAD"})
 REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS: Final = 10
-MAX_BACKOFF: Final = 30.0
+DEFAULT_BODY_LIMIT: Final = 4 * 1024 * 1024
+DRAIN_LIMIT: Final = 64 * 1024
+READ_SIZE: Final = 1024 * 1024
+CANCELLED: Final = "cancelled"
 
-Response = urllib3.BaseHTTPResponse
+Body = bytes | BinaryIO | None
 
 
 def redact(url: str) -> str:
     """A URL safe to print: no user info, no query (signed blob URLs carry secrets)."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    if ":" in (parts.hostname or ""):
-        host = f"[{parts.hostname}]" + (f":{parts.port}" if parts.port else "")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        hostname, port = parts.hostname or "", parts.port
+    except ValueError:
+        return "(an unparsable URL)"
+    host = f"[{hostname}]" if ":" in hostname else hostname
+    if port:
+        host = f"{host}:{port}"
     return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
@@ -68,58 +61,208 @@ def origin(url: str) -> tuple[str, str]:
     return parts.scheme, parts.netloc.rpartition("@")[2].lower()
 
 
-def retry_after(response: Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if not value:
-        return None
+def checked_url(url: str, what: str) -> str:
+    """``url`` if it is an http(s) URL with a host and a valid port; else one clean error
+    (servers send ``Location`` headers, realms and layer URLs that do not parse)."""
     try:
-        return max(0.0, float(value))
-    except ValueError:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+        urllib3.util.parse_url(url)
+    except (ValueError, LocationParseError):
+        parts, port = None, None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        shown = url if len(url) < 80 and url.isprintable() else repr(url[:80])
+        raise RegistryError(
+            f"{what} is not a usable http(s) URL: {shown}",
+            "the registry or a proxy sent a malformed URL; try again or another mirror",
+        )
+    del port  # parsing it was the check
+    return url
+
+
+def retry_after(response: urllib3.BaseHTTPResponse | Response) -> float | None:
+    return _retry_after(response.headers.get("Retry-After"))
+
+
+class Response:
+    """An answer whose body is read in bounded pieces, never whole by surprise.
+
+    ``read(limit)`` reads it all but fails past ``limit``; ``read1``/``readinto`` stream
+    it; ``discard()`` drops it (keeping the connection when the rest is short).
+    """
+
+    def __init__(
+        self,
+        raw: urllib3.BaseHTTPResponse,
+        url: str,
+        guard: Guard,
+        client: HttpClient,
+        proxy: str | None,
+    ) -> None:
+        self._raw = raw
+        self.url = url
+        self.status = raw.status
+        self.headers = raw.headers
+        self._guard = guard
+        self._client = client
+        self._proxy = proxy
+        self._done = False
+
+    @property
+    def host(self) -> str:
+        return origin(self.url)[1]
+
+    def read1(self, size: int = READ_SIZE) -> bytes:
+        """At most ``size`` bytes as soon as some arrive; b"" at the end."""
+        if self._done:
+            return b""
         try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (ValueError, TypeError):
-            return None  # unreadable: fall back to our own backoff
-        return max(0.0, when.timestamp() - time.time())
+            data = self._raw.read1(size)
+        except (HTTPError, OSError) as exc:
+            self.close()
+            raise self._error(exc) from None
+        if self._guard.fired is not None:
+            self.close()
+            raise self._fired()
+        if not data:
+            self.release()
+        else:
+            self._guard.progress(len(data))
+        return data
 
+    def read(self, limit: int = DEFAULT_BODY_LIMIT, what: str = "the answer") -> bytes:
+        """The whole body, or RegistryError as soon as it passes ``limit`` bytes."""
+        parts: list[bytes] = []
+        total = 0
+        while chunk := self.read1(min(READ_SIZE, limit + 1 - total) or 1):
+            total += len(chunk)
+            if total > limit:
+                self.close()
+                raise RegistryError(
+                    f"{what} from {self.host} is larger than {limit} bytes",
+                    "the registry or a proxy is misbehaving; try again or another mirror",
+                )
+            parts.append(chunk)
+        return b"".join(parts)
 
-def backoff(attempt: int) -> float:
-    """Exponential backoff with full jitter: 0.5 s, 1 s, 2 s ... capped, randomised."""
-    return random.uniform(0, min(MAX_BACKOFF, 0.5 * 2**attempt))  # noqa: S311
+    @property
+    def data(self) -> bytes:
+        return self.read()
+
+    def discard(self) -> None:
+        """Drop the body; a short rest is read so the connection can be reused."""
+        if self._done:
+            return
+        try:
+            self.read(DRAIN_LIMIT)
+        except ImgpullError:
+            self.close()
+
+    def release(self) -> None:
+        if not self._done:
+            self._done = True
+            self._raw.release_conn()
+            self._client.watchdog.release(self._guard)
+
+    def close(self) -> None:
+        """Abandon the body: the connection is closed, never pooled half-read."""
+        if not self._done:
+            self._done = True
+            self._raw.close()
+            self._client.watchdog.release(self._guard)
+
+    def _fired(self) -> NetworkError:
+        return self._client.fired_error(self._guard, self.url)
+
+    def _error(self, exc: BaseException) -> NetworkError:
+        if self._guard.fired is not None:
+            return self._fired()
+        return translate(exc, self.url, self._proxy)
 
 
 class HttpClient:
-    """Thread-safe; one per run. Connection pools are kept per proxy and TLS setup."""
+    """Thread-safe; one per run. Connection pools are kept per proxy and TLS setup.
 
-    def __init__(self, settings: Settings) -> None:
+    ``deadline`` is the whole operation's (``--timeout``); every request, read and
+    pause between retries is held to it.
+    """
+
+    def __init__(self, settings: Settings, deadline: Deadline | None = None) -> None:
         self.settings = settings
+        self.deadline = deadline or Deadline(settings.timeout)
+        self.policy = RetryPolicy(retries=settings.retries)
+        self.speed = SpeedRule(settings.speed_limit, settings.speed_time)
+        self.watchdog = Watchdog()
         self._pools: dict[tuple[str | None, TLSConfig | None], urllib3.PoolManager] = {}
         self._lock = threading.Lock()
-        self._deadline = time.monotonic() + settings.timeout if settings.timeout else None
 
     def close(self) -> None:
+        self.watchdog.close()
         with self._lock:
             for pool in self._pools.values():
                 pool.clear()
             self._pools.clear()
 
-    def remaining(self) -> float | None:
-        """Seconds left before the overall --timeout, or None without one."""
-        if self._deadline is None:
-            return None
-        left = self._deadline - time.monotonic()
-        if left <= 0:
-            raise NetworkError(
-                f"gave up: the operation took longer than --timeout {self.settings.timeout:g} s",
-                "raise --timeout, or check the network path",
-            )
-        return left
+    def cancel_all(self) -> None:
+        """End every request in flight (the run is being cancelled)."""
+        self.watchdog.fire_all(CANCELLED)
 
-    def _timeout(self) -> urllib3.Timeout:
-        left = self.remaining()
-        connect, read = self.settings.connect_timeout, self.settings.read_timeout
-        if left is not None:
-            connect, read = min(connect, left), min(read, left)
-        return urllib3.Timeout(connect=connect, read=read)
+    def remaining(self) -> float | None:
+        """Seconds left before the overall --timeout, or None; raises once it passed."""
+        self.deadline.check()
+        return self.deadline.remaining()
+
+    def fired_error(self, guard: Guard, url: str) -> NetworkError:
+        if guard.fired == CANCELLED:
+            raise Cancelled  # the run is being cancelled: nothing to report or retry
+        if guard.fired == "deadline" or self.deadline.expired:
+            return self.deadline.error()
+        error = NetworkError(f"{origin(url)[1]}: {guard.fired}", "check the network path")
+        error.stalled = True
+        return error
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: Body = None,
+        tls: TLSConfig | None = None,
+        retries: int | None = None,
+        first_byte: float | None = None,
+    ) -> Response:
+        """Send a request, following redirects and retrying what is safe to retry.
+
+        Returns the final response whatever its status; raises ``NetworkError`` (or a
+        subclass) when no response could be had after the allowed attempts. A streamed
+        ``body`` is sent once. ``first_byte``: how long the answer may take to begin.
+        """
+        policy = self.policy if retries is None else RetryPolicy(retries=retries)
+        attempts = policy.retries + 1 if body is None or isinstance(body, bytes) else 1
+        tls = tls or self.settings.default_tls()
+        for attempt in range(attempts):
+            last = attempt == attempts - 1
+            self.deadline.check()
+            try:
+                response = self._follow(method, url, headers, body, tls, first_byte)
+            except NetworkError as exc:
+                if last or not policy.retries_error(method, exc):
+                    raise
+                self._pause(policy.backoff(attempt), f"{method} {redact(url)} failed ({exc})")
+                continue
+            if last or not policy.retries_status(method, response.status):
+                return response
+            delay = policy.delay(attempt, retry_after(response))
+            if delay is None or (self.deadline.remaining() or delay) < delay:
+                return response  # a long pause asked for: report it, do not hang
+            response.discard()
+            self._pause(delay, f"{method} {redact(url)}: HTTP {response.status}")
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _pause(self, delay: float, why: str) -> None:
+        log.debug("%s; retrying in %.1fs", why, delay)
+        self.deadline.sleep(delay)
 
     def _pool(self, proxy: str | None, tls: TLSConfig | None) -> urllib3.PoolManager:
         """Pools per proxy and TLS setup; ``tls`` None for plain HTTP, which then never
@@ -132,101 +275,37 @@ class HttpClient:
                 self._pools[key] = pool
             return pool
 
-    def request(
-        self,
-        method: str,
-        url: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        body: bytes | BinaryIO | None = None,
-        tls: TLSConfig | None = None,
-        stream: bool = False,
-        retries: int | None = None,
-    ) -> Response:
-        """Send a request, following redirects and retrying what is safe to retry.
-
-        Returns the final response whatever its status; raises ``NetworkError`` (or a
-        subclass) when no response could be had after the allowed attempts.
-        """
-        attempts = (self.settings.retries if retries is None else retries) + 1
-        if method not in IDEMPOTENT:
-            attempts = 1
-        tls = tls or self.settings.default_tls()
-        for attempt in range(attempts):
-            last = attempt == attempts - 1
-            try:
-                response = self._follow(method, url, headers, body, tls, stream)
-            except NetworkError as exc:
-                if last or not exc.temporary:
-                    raise
-                self._sleep(backoff(attempt), f"{method} {redact(url)} failed ({exc})")
-                continue
-            if response.status in RETRY_STATUSES and not last:
-                asked = retry_after(response)
-                if asked is not None and asked > MAX_BACKOFF:
-                    return response  # the server wants a long pause: report, don't hang
-                delay = backoff(attempt) if asked is None else asked
-                response.drain_conn()
-                response.release_conn()
-                self._sleep(delay, f"{method} {redact(url)}: HTTP {response.status}")
-                continue
-            return response
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _sleep(self, delay: float, why: str) -> None:
-        left = self.remaining()
-        if left is not None:
-            delay = min(delay, left)
-        log.debug("%s; retrying in %.1fs", why, delay)
-        time.sleep(delay)
+    def _timeout(self, first_byte: float) -> urllib3.Timeout:
+        # Socket timeouts are the backstop; the watchdog enforces the real limits.
+        connect = self.deadline.cap(self.settings.connect_timeout)
+        read = self.deadline.cap(max(first_byte, self.speed.window))
+        return urllib3.Timeout(connect=max(connect, 0.001), read=max(read, 0.001))
 
     def _follow(
         self,
         method: str,
         url: str,
         headers: Mapping[str, str] | None,
-        body: bytes | BinaryIO | None,
+        body: Body,
         tls: TLSConfig,
-        stream: bool,
+        first_byte: float | None,
     ) -> Response:
-        current = url
+        current = checked_url(url, "the request URL")
         sent = dict(headers or {})
         sent.setdefault("User-Agent", self.settings.user_agent)
         start = origin(url)
+        wait = first_byte if first_byte is not None else self.settings.read_timeout
         for _ in range(MAX_REDIRECTS + 1):
-            proxy = self.settings.proxy_for(current)
-            # TLS matters for https URLs, and for any URL through an https proxy.
-            needs_tls = current.startswith("https:") or (proxy or "").startswith("https:")
-            pool = self._pool(proxy, tls if needs_tls else None)
-            log.debug(
-                "%s %s%s", method, redact(current), f" via {redact_proxy(proxy)}" if proxy else ""
-            )
-            try:
-                response = pool.request(
-                    method,
-                    current,
-                    headers=sent,
-                    body=body,
-                    redirect=False,
-                    preload_content=not stream,
-                    decode_content=False,
-                    timeout=self._timeout(),
-                )
-            except HTTPError as exc:
-                raise translate(exc, current, proxy) from exc
-            if response.status == 407 and proxy:
-                raise ProxyError(
-                    f"proxy {redact_proxy(proxy)} requires authentication (HTTP 407)",
-                    "put user:password@ in the proxy URL, e.g. http://user:pass@proxy:3128",
-                    temporary=False,
-                )
+            response = self._send(method, current, sent, body, tls, wait)
             location = response.headers.get("Location")
             if response.status not in REDIRECTS or not location:
-                response.url = current  # where the answer really came from
                 return response
-            response.drain_conn()
-            response.release_conn()
-            current = urllib.parse.urljoin(current, location)
+            response.discard()
+            try:
+                target = urllib.parse.urljoin(current, location)
+            except ValueError:
+                target = location
+            current = checked_url(target, f"the redirect from {response.host}")
             if origin(current) != start:
                 # Blob storage must never see the registry's credentials, nor its
                 # client certificate.
@@ -235,6 +314,51 @@ class HttpClient:
             if response.status == 303:
                 method, body = "GET", None
         raise NetworkError(f"too many redirects fetching {redact(url)}")
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: Body,
+        tls: TLSConfig,
+        first_byte: float,
+    ) -> Response:
+        proxy = self.settings.proxy_for(url)
+        # TLS matters for https URLs, and for any URL through an https proxy.
+        needs_tls = url.startswith("https:") or (proxy or "").startswith("https:")
+        pool = self._pool(proxy, tls if needs_tls else None)
+        log.debug("%s %s%s", method, redact(url), f" via {redact_proxy(proxy)}" if proxy else "")
+        guard = Guard(self.deadline, first_byte=first_byte, speed=self.speed)
+        try:
+            with self.watchdog.watching(guard):
+                raw = pool.request(
+                    method,
+                    url,
+                    headers=dict(headers),
+                    body=body,
+                    redirect=False,
+                    preload_content=False,
+                    decode_content=False,
+                    timeout=self._timeout(first_byte),
+                )
+        except (HTTPError, OSError) as exc:
+            self.watchdog.release(guard)
+            if guard.fired is not None:
+                raise self.fired_error(guard, url) from None
+            raise translate(exc, url, proxy) from exc
+        except BaseException:
+            self.watchdog.release(guard)
+            raise
+        response = Response(raw, url, guard, self, proxy)
+        if response.status == 407 and proxy:
+            response.close()
+            raise ProxyError(
+                f"proxy {redact_proxy(proxy)} requires authentication (HTTP 407)",
+                "put user:password@ in the proxy URL, e.g. http://user:pass@proxy:3128",
+                temporary=False,
+            )
+        return response
 
 
 def _make_pool(proxy: str | None, tls: TLSConfig | None, jobs: int) -> urllib3.PoolManager:
@@ -247,14 +371,24 @@ def _make_pool(proxy: str | None, tls: TLSConfig | None, jobs: int) -> urllib3.P
     }
     if tls is not None:
         options["ssl_context"] = ssl_context(tls)
+    manager: urllib3.PoolManager
+    socks = False
     if proxy is None:
-        return urllib3.PoolManager(**options)  # type: ignore[arg-type]
-    parts = urllib.parse.urlsplit(proxy)
-    if parts.scheme.lower().startswith("socks"):
+        manager = urllib3.PoolManager(**options)  # type: ignore[arg-type]
+    elif urllib.parse.urlsplit(proxy).scheme.lower().startswith("socks"):
         from urllib3.contrib.socks import SOCKSProxyManager
 
         # socks5h: the proxy resolves names, which is what works where DNS is poisoned.
-        return SOCKSProxyManager(proxy, **options)  # type: ignore[arg-type]
+        manager = SOCKSProxyManager(proxy, **options)  # type: ignore[arg-type]
+        socks = True
+    else:
+        manager = _http_proxy(proxy, options)
+    manager.pool_classes_by_scheme = watched_pool_classes(socks)
+    return manager
+
+
+def _http_proxy(proxy: str, options: dict[str, object]) -> urllib3.ProxyManager:
+    parts = urllib.parse.urlsplit(proxy)
     headers = {}
     if parts.username is not None:
         user = urllib.parse.unquote(parts.username)
@@ -267,132 +401,3 @@ def _make_pool(proxy: str | None, tls: TLSConfig | None, jobs: int) -> urllib3.P
         proxy_ssl_context=ssl_context(TLSConfig()) if parts.scheme == "https" else None,
         **options,  # type: ignore[arg-type]
     )
-
-
-@functools.lru_cache(maxsize=32)
-def ssl_context(tls: TLSConfig) -> ssl.SSLContext:
-    """One context per TLS setup and process: loading CA bundles is slow."""
-    if not tls.verify:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
-    context = ssl.create_default_context()
-    paths = ssl.get_default_verify_paths()
-    loaded = {_real(paths.cafile)}  # what OpenSSL's defaults just loaded
-    # SSL_CERT_FILE makes OpenSSL skip the system bundle; we want it to add, not replace.
-    system_bundle = paths.openssl_cafile
-    if system_bundle and Path(system_bundle).is_file() and _real(system_bundle) not in loaded:
-        context.load_verify_locations(cafile=system_bundle)
-        loaded.add(_real(system_bundle))
-    for path in tls.ca_certs:
-        if _real(str(path)) in loaded:
-            continue
-        loaded.add(_real(str(path)))
-        try:
-            context.load_verify_locations(cafile=str(path))
-        except (OSError, ssl.SSLError) as exc:
-            raise TLSError(
-                f"cannot load CA certificates from {path}: {exc}",
-                "pass a PEM file with --ca-cert or fix SSL_CERT_FILE",
-            ) from exc
-    if tls.client_cert:
-        cert, key = tls.client_cert
-        try:
-            context.load_cert_chain(str(cert), str(key))
-        except (OSError, ssl.SSLError) as exc:
-            raise TLSError(f"cannot load client certificate {cert}: {exc}") from exc
-    return context
-
-
-def _real(path: str | None) -> str:
-    return os.path.realpath(path) if path else ""
-
-
-def translate(exc: BaseException, url: str, proxy: str | None = None) -> NetworkError:
-    """One clear error for a failed request, naming the host and what to check."""
-    if isinstance(exc, MaxRetryError) and exc.reason is not None:
-        exc = exc.reason
-    parts = urllib.parse.urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    proxied = proxy is not None and not isinstance(exc, (SSLError, ReadTimeoutError))
-    if isinstance(exc, Urllib3ProxyError) or (
-        proxied and isinstance(exc, (NewConnectionError, ConnectTimeoutError))
-    ):
-        where = redact_proxy(proxy) if proxy else "the proxy"
-        reason = _reason(exc)
-        if "407" in reason:
-            return ProxyError(
-                f"proxy {where} refused the credentials for {host} (HTTP 407)",
-                "check user:password in the proxy URL",
-                temporary=False,
-            )
-        return ProxyError(
-            f"proxy {where} failed while connecting to {host}: {reason}",
-            "check --proxy or HTTPS_PROXY/ALL_PROXY, that the proxy is running, and its "
-            "credentials",
-        )
-    if isinstance(exc, SSLError):
-        reason = _reason(exc)
-        upper = reason.upper()
-        if "CERTIFICATE_VERIFY_FAILED" in upper or "CERTIFICATE VERIFY FAILED" in upper:
-            return TLSError(
-                f"TLS certificate of {host} is not trusted: {reason}",
-                "add its CA with --ca-cert FILE, SSL_CERT_FILE or certs.d/HOST/ca.crt, or use "
-                "--insecure-registry HOST if you trust the network",
-            )
-        if "ALERT" in upper and "CERTIFICATE" in upper:
-            return TLSError(
-                f"{host} refused the TLS client certificate: {reason}",
-                f"it wants a client certificate: put client.cert and client.key in "
-                f"/etc/docker/certs.d/{host}/ (or IMGPULL_CERTS_DIR)",
-            )
-        if "WRONG_VERSION_NUMBER" in upper or "RECORD_LAYER" in upper or "HTTP_REQUEST" in upper:
-            plain = TLSError(
-                f"TLS handshake with {host} failed: {reason}",
-                f"the registry may speak plain HTTP; if so, allow it with "
-                f"--insecure-registry {host}",
-            )
-            plain.maybe_plain_http = True
-            return plain
-        other = TLSError(
-            f"TLS handshake with {host} failed: {reason}",
-            "check that the registry speaks HTTPS on that port",
-        )
-        other.maybe_plain_http = True
-        return other
-    if isinstance(exc, NameResolutionError):
-        return NetworkError(
-            f"cannot resolve host {parts.hostname}", "check the registry name and your DNS"
-        )
-    # NewConnectionError subclasses ConnectTimeoutError in urllib3 2: test it first.
-    if isinstance(exc, NewConnectionError) and "timed out" not in str(exc):
-        return NetworkError(
-            f"cannot connect to {host}: {_reason(exc)}",
-            "check the registry address and port, and that it is running",
-        )
-    if isinstance(exc, ConnectTimeoutError):
-        return NetworkError(
-            f"timed out connecting to {host}", "check the network path or set a proxy"
-        )
-    if isinstance(exc, ReadTimeoutError):
-        return NetworkError(f"timed out waiting for {host}")
-    if isinstance(exc, ProtocolError):
-        return NetworkError(f"connection to {host} was dropped: {_reason(exc)}")
-    return NetworkError(f"request to {host} failed: {_reason(exc)}")
-
-
-def _reason(exc: BaseException) -> str:
-    """The innermost readable cause of a urllib3 error, without its object reprs."""
-    inner: BaseException = exc
-    while True:
-        nxt = getattr(inner, "reason", None) or inner.__cause__ or inner.__context__
-        if not isinstance(nxt, BaseException) or nxt is inner:
-            break
-        inner = nxt
-    if isinstance(inner, ssl.SSLError):
-        return inner.reason or str(inner) if inner.reason else str(inner)
-    if isinstance(inner, OSError) and inner.strerror:
-        return inner.strerror.lower() if inner.strerror else str(inner)
-    text = str(inner)
-    return text.split(": ", 1)[-1] if "object at 0x" in text else text

@@ -1,44 +1,53 @@
 """The upload half of the Distribution API: blob existence, cross-repository mounts,
-monolithic and chunked uploads (resumed after a failed chunk), and manifests."""
+monolithic and chunked uploads (resumed after a failed chunk), and manifests.
+
+The bytes of an upload come through a :class:`~imgpull.digest.VerifyingReader`, which
+verifies the digest before it hands out the last byte: a monolithic PUT never completes
+and the closing PUT of a chunked upload is never sent for content that does not match,
+so nothing unverified is published even to a registry that would not check.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import time
 import urllib.parse
 from collections.abc import Callable
-from typing import BinaryIO, Final, cast
+from typing import Final
 
-from imgpull.digest import Digest
+from imgpull.digest import Digest, VerifyingReader
 from imgpull.errors import AuthError, DigestMismatchError, ImgpullError, RegistryError
-from imgpull.registry.client import RegistryClient, error_from
-from imgpull.registry.transport import Response, backoff
+from imgpull.registry.answers import error_from
+from imgpull.registry.client import RegistryClient
+from imgpull.registry.transport import Response
+from imgpull.registry.watchdog import note_progress
 
-log = logging.getLogger("imgpull.registry.upload")
+log = logging.getLogger("imgpull.upload")
 
 DEFAULT_CHUNK: Final = 16 * 1024 * 1024
 PUSH: Final = "pull,push"
+# The registry may take a while to check and move a large upload before answering.
+_COMPLETE_WAIT: Final = 120.0
+_READ: Final = 1024 * 1024
 
-# Opens the blob's bytes at the given offset; the caller closes the stream.
-BlobOpener = Callable[[int], BinaryIO]
 Progress = Callable[[int], None]
 
 
-class _Counting:
-    """A file-like body that reports progress and stops after ``limit`` bytes."""
+class _Window:
+    """``length`` bytes of ``reader`` as a request body, counted for progress and the
+    watchdog's speed rule."""
 
-    def __init__(self, source: BinaryIO, limit: int, progress: Progress | None) -> None:
-        self.source = source
-        self.left = limit
+    def __init__(self, reader: VerifyingReader, length: int, progress: Progress | None) -> None:
+        self.reader = reader
+        self.left = length
         self.progress = progress
 
     def read(self, size: int = -1) -> bytes:
         if self.left <= 0:
             return b""
-        want = self.left if size < 0 else min(size, self.left)
-        data = self.source.read(want)
+        data = self.reader.read(self.left if size < 0 else min(size, self.left, _READ))
         self.left -= len(data)
+        note_progress(len(data))
         if self.progress and data:
             self.progress(len(data))
         return data
@@ -46,6 +55,7 @@ class _Counting:
 
 def _denied(response: Response, what: str) -> ImgpullError:
     if response.status in (401, 403):
+        response.discard()
         return AuthError(
             f"no push access to {what} (HTTP {response.status})",
             "log in with an account that may push there (`imgpull login REGISTRY`)",
@@ -58,10 +68,9 @@ def blob_exists(client: RegistryClient, repository: str, digest: Digest) -> bool
     response = client.request(
         "HEAD", f"/v2/{repository}/blobs/{digest}", repository=repository, actions=PUSH
     )
-    if response.status == 200:
-        return True
-    if response.status == 404:
-        return False
+    if response.status in (200, 404):
+        response.discard()
+        return response.status == 200
     raise _denied(response, f"{client.host.name}/{repository}")
 
 
@@ -78,16 +87,18 @@ def mount_blob(client: RegistryClient, repository: str, digest: Digest, source: 
         scope=scope,
         body=b"",
     )
-    response.drain_conn()
-    if response.status == 201:
+    location = response.headers.get("Location")
+    status = response.status
+    if status in (201, 202, 401, 403):
+        response.discard()
+    if status == 201:
         return True
-    if response.status == 202:
+    if status == 202:
         # Mount refused (no access to the source): cancel the upload it opened.
-        location = response.headers.get("Location")
         if location:
             _cancel(client, repository, location)
         return False
-    if response.status in (401, 403):
+    if status in (401, 403):
         return False
     raise _denied(response, f"{client.host.name}/{repository}")
 
@@ -96,11 +107,17 @@ def _cancel(client: RegistryClient, repository: str, location: str) -> None:
     with contextlib.suppress(ImgpullError):  # an abandoned upload expires on its own
         client.request(
             "DELETE", "", repository=repository, actions=PUSH, url=_absolute(client, location)
-        ).drain_conn()
+        ).discard()
 
 
 def _absolute(client: RegistryClient, location: str) -> str:
-    return urllib.parse.urljoin(client.ping() + "/", location)
+    try:
+        return urllib.parse.urljoin(client.ping() + "/", location)
+    except ValueError:
+        raise RegistryError(
+            f"{client.host.name} sent an upload location that is not a URL",
+            "the registry or a proxy is misbehaving",
+        ) from None
 
 
 def _with_digest(location: str, digest: Digest) -> str:
@@ -115,74 +132,76 @@ def _start(client: RegistryClient, repository: str) -> str:
     response = client.request(
         "POST", f"/v2/{repository}/blobs/uploads/", repository=repository, actions=PUSH, body=b""
     )
-    response.drain_conn()
     location = response.headers.get("Location")
     if response.status != 202 or not location:
         raise _denied(response, f"{client.host.name}/{repository}")
+    response.discard()
     return _absolute(client, location)
 
 
 def upload_blob(
     client: RegistryClient,
     repository: str,
+    reader: VerifyingReader,
     digest: Digest,
-    size: int,
-    open_at: BlobOpener,
     *,
     chunk_size: int | None = None,
-    retries: int = 3,
     progress: Progress | None = None,
 ) -> None:
     """Upload one blob, monolithically unless ``chunk_size`` is set or the registry (or a
-    proxy in front of it) refuses large bodies with 413, then in chunks."""
+    proxy in front of it) refuses large bodies with 413, then in chunks. A temporary
+    failure starts the upload again, as the transport's retry policy allows."""
     repository = client.host.repository(repository)
     what = f"blob {digest.short} to {client.host.name}/{repository}"
-    for attempt in range(retries + 1):
-        try:
-            if chunk_size is None:
-                location = _start(client, repository)
-                if _monolithic(client, repository, location, digest, size, open_at, progress):
-                    return
-                log.debug("%s: body refused as too large; switching to chunks", what)
-                chunk_size = DEFAULT_CHUNK
-            location = _start(client, repository)
-            _chunked(
-                client, repository, location, digest, size, open_at, chunk_size, retries, progress
-            )
-            return
-        except ImgpullError as exc:
-            if not exc.temporary or attempt == retries:
-                raise
-            log.debug("%s failed (%s); starting over", what, exc)
-            time.sleep(backoff(attempt))
+    chunks = chunk_size
+
+    def attempt(number: int) -> None:
+        nonlocal chunks
+        if number:
+            log.debug("%s: starting over (attempt %d)", what, number + 1)
+            _restart(reader, progress)
+        if chunks is None:
+            if _monolithic(
+                client, repository, _start(client, repository), reader, digest, progress
+            ):
+                return
+            log.debug("%s: body refused as too large; switching to chunks", what)
+            chunks = DEFAULT_CHUNK
+            _restart(reader, progress)
+        _chunked(client, repository, _start(client, repository), reader, digest, chunks, progress)
+
+    client.http.policy.run(attempt, deadline=client.http.deadline)
+
+
+def _restart(reader: VerifyingReader, progress: Progress | None) -> None:
+    if progress and reader.position:
+        progress(-reader.position)
+    reader.rewind(0)
 
 
 def _monolithic(
     client: RegistryClient,
     repository: str,
     location: str,
+    reader: VerifyingReader,
     digest: Digest,
-    size: int,
-    open_at: BlobOpener,
     progress: Progress | None,
 ) -> bool:
+    size = reader.size
     headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
-    with open_at(0) as source:
-        body = _Counting(source, size, progress)
-        response = client.request(
-            "PUT",
-            "",
-            repository=repository,
-            actions=PUSH,
-            url=_with_digest(location, digest),
-            headers=headers,
-            body=cast(BinaryIO, body),
-            retries=0,
-        )
-    response.drain_conn()
+    response = client.request(
+        "PUT",
+        "",
+        repository=repository,
+        actions=PUSH,
+        url=_with_digest(location, digest),
+        headers=headers,
+        body=_Window(reader, size, progress),  # type: ignore[arg-type]
+        retries=0,
+        first_byte=_COMPLETE_WAIT,
+    )
     if response.status == 413:
-        if progress:
-            progress(-(size - body.left))
+        response.discard()
         return False
     _check_created(response, digest, f"{client.host.name}/{repository}")
     return True
@@ -192,50 +211,34 @@ def _chunked(
     client: RegistryClient,
     repository: str,
     location: str,
+    reader: VerifyingReader,
     digest: Digest,
-    size: int,
-    open_at: BlobOpener,
     chunk_size: int,
-    retries: int,
     progress: Progress | None,
 ) -> None:
-    offset = 0
+    size = reader.size
     failures = 0
-    while offset < size:
+    while reader.position < size:
+        offset = reader.position
         length = min(chunk_size, size - offset)
-        headers = {
-            "Content-Type": "application/octet-stream",
-            "Content-Length": str(length),
-            "Content-Range": f"{offset}-{offset + length - 1}",
-        }
+        reader.mark()
         try:
-            with open_at(offset) as source:
-                response = client.request(
-                    "PATCH",
-                    "",
-                    repository=repository,
-                    actions=PUSH,
-                    url=location,
-                    headers=headers,
-                    retries=0,
-                    body=cast(BinaryIO, _Counting(source, length, progress)),
-                )
-            response.drain_conn()
-            if response.status != 202:
-                raise _denied(response, f"{client.host.name}/{repository}")
+            location = _patch(client, repository, location, reader, length, progress)
         except ImgpullError as exc:
             failures += 1
-            if not exc.temporary or failures > retries:
+            if not exc.temporary or failures > client.http.policy.retries:
                 raise
-            # Ask where the upload stands and go on from there.
-            done, location = _upload_state(client, repository, location)
+            # Ask where the upload stands and go on from there, if we can verify from
+            # there; else the whole upload starts again.
+            held, location = _upload_state(client, repository, location)
+            if not reader.marked(held):
+                raise
             if progress:
-                progress(done - offset - length)
-            offset = done
-            time.sleep(backoff(failures - 1))
-            continue
-        location = _absolute(client, response.headers.get("Location") or location)
-        offset += length
+                progress(held - reader.position)
+            reader.rewind(held)
+            client.http.deadline.sleep(client.http.policy.backoff(failures - 1))
+    if not reader.done:
+        reader.read(0)  # a zero-byte blob: verify the empty content
     response = client.request(
         "PUT",
         "",
@@ -244,36 +247,77 @@ def _chunked(
         url=_with_digest(location, digest),
         body=b"",
         headers={"Content-Length": "0"},
+        first_byte=_COMPLETE_WAIT,
     )
-    response.drain_conn()
     _check_created(response, digest, f"{client.host.name}/{repository}")
+
+
+def _patch(
+    client: RegistryClient,
+    repository: str,
+    location: str,
+    reader: VerifyingReader,
+    length: int,
+    progress: Progress | None,
+) -> str:
+    offset = reader.position
+    headers = {
+        "Content-Type": "application/octet-stream",
+        "Content-Length": str(length),
+        "Content-Range": f"{offset}-{offset + length - 1}",
+    }
+    response = client.request(
+        "PATCH",
+        "",
+        repository=repository,
+        actions=PUSH,
+        url=location,
+        headers=headers,
+        retries=0,
+        body=_Window(reader, length, progress),  # type: ignore[arg-type]
+    )
+    if response.status != 202:
+        raise _denied(response, f"{client.host.name}/{repository}")
+    response.discard()
+    return _absolute(client, response.headers.get("Location") or location)
 
 
 def _upload_state(client: RegistryClient, repository: str, location: str) -> tuple[int, str]:
     """Bytes the registry holds of an upload in progress (its ``Range: 0-N``) and the
     upload's current location (the registry renews its state token)."""
     response = client.request("GET", "", repository=repository, actions=PUSH, url=location)
-    response.drain_conn()
-    value = response.headers.get("Range", "")
-    if response.status != 204 or "-" not in value:
-        raise RegistryError(
-            f"cannot resume the upload to {client.host.name}/{repository} (HTTP {response.status})",
-            "push again",
-        )
-    end = int(value.rsplit("-", 1)[1])
-    # "0-0" is what distribution reports for an empty upload as well as for one byte.
-    held = end + 1 if end > 0 else 0
-    return held, _absolute(client, response.headers.get("Location") or location)
+    response.discard()
+    return parse_upload_range(response.status, response.headers.get("Range", ""), client), (
+        _absolute(client, response.headers.get("Location") or location)
+    )
+
+
+def parse_upload_range(status: int, value: str, client: RegistryClient | None = None) -> int:
+    """Bytes held, from an upload status answer (204 with ``Range: 0-N``).
+
+    ``0-0`` is what distribution reports for an empty upload as well as for one byte;
+    it is taken as empty (resending one byte costs nothing).
+    """
+    start, _, end = value.partition("-")
+    if status != 204 or start.strip() != "0" or not end.strip().isdigit():
+        where = client.host.name if client is not None else "the registry"
+        raise RegistryError(f"cannot resume the upload to {where} (HTTP {status})", "push again")
+    last = int(end)
+    return last + 1 if last > 0 else 0
 
 
 def _check_created(response: Response, digest: Digest, what: str) -> None:
     if response.status == 201:
+        response.discard()
         return
-    if response.status == 400 and b"DIGEST_INVALID" in response.data:
-        raise DigestMismatchError(
-            f"{what} rejected blob {digest}: its content does not match",
-            "the archive is damaged; pull or save it again",
-        )
+    if response.status == 400:
+        body = response.read(64 * 1024, "an error answer")
+        if b"DIGEST_INVALID" in body:
+            raise DigestMismatchError(
+                f"{what} rejected blob {digest}: its content does not match",
+                "the archive is damaged; pull or save it again",
+            )
+        raise RegistryError(f"{what} refused blob {digest} (HTTP 400)")
     raise _denied(response, what)
 
 
@@ -291,11 +335,11 @@ def put_manifest(
         headers={"Content-Type": media_type},
         body=raw,
     )
-    response.drain_conn()
     what = f"{client.host.name}/{repository}:{reference}"
     if response.status != 201:
         raise _denied(response, what)
     stored = response.headers.get("Docker-Content-Digest")
+    response.discard()
     if stored and stored != str(digest):
         raise DigestMismatchError(
             f"{what}: the registry stored the manifest as {stored}, not {digest}"

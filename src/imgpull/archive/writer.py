@@ -1,0 +1,222 @@
+"""Archives as an image sink: a deterministic tar written while the blobs still arrive.
+
+Blobs are written in the order the images list them (so the same images always give the
+same bytes), each as soon as it and every blob before it are in: whichever worker
+completes the next blob writes it and any that follow it, while the others keep
+transferring. Where the output must not see anything before every byte is verified
+(standard output, a FIFO, a device), everything is written at ``commit`` instead.
+Manifests follow the blobs, then ``index.json`` and, for the docker format, Docker's
+``manifest.json``; the archive appears at its path only at ``commit``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+from imgpull.archive.layout import (
+    ArchiveFormat,
+    ArchiveImage,
+    docker_manifest_json,
+    index_json,
+    json_bytes,
+    merge,
+)
+from imgpull.archive.output import Output, StreamOutput
+from imgpull.archive.records import blob_path
+from imgpull.archive.tar import TarStream
+from imgpull.digest import Digest, Verifier, VerifyingReader
+from imgpull.model import Descriptor, Index, Manifest
+from imgpull.progress import SILENT, Reporter
+from imgpull.reference import Reference
+from imgpull.source import BlobContent, Placement
+
+
+class ArchiveSink:
+    def __init__(
+        self,
+        output: Output | StreamOutput,
+        *,
+        archive_format: ArchiveFormat,
+        reporter: Reporter = SILENT,
+    ) -> None:
+        self.output = output
+        self.archive_format = archive_format
+        self.reporter = reporter
+        self.tar = TarStream(output.stream)
+        self._images: list[ArchiveImage] = []
+        self._order: list[Descriptor] = []
+        self._next = 0  # index into _order of the next blob to write
+        self._ready: dict[Digest, BlobContent] = {}
+        self._written: set[Digest] = set()
+        self._pending_manifests: list[Manifest | Index] = []
+        self._state = threading.Lock()
+        self._writer = threading.Lock()
+
+    @property
+    def size(self) -> int:
+        return self.tar.written
+
+    def begin(self, placements: Sequence[Placement]) -> None:
+        self.begin_images([ArchiveImage.of(p) for p in placements])
+
+    def begin_images(self, images: Sequence[ArchiveImage]) -> None:
+        """What the archive will hold; writes its first members."""
+        self._images = list(images)
+        seen: dict[Digest, Descriptor] = {}
+        for image in self._images:
+            for manifest in image.manifests:
+                for blob in manifest.blobs:
+                    seen.setdefault(blob.digest, blob)
+        self._order = list(seen.values())
+        tops = [image.top for image in self._images]
+        algorithms = sorted(
+            {d.digest.algorithm for d in (*self._order, *tops)}
+            | {m.digest.algorithm for image in self._images for m in image.manifests}
+        )
+        self.tar.add_bytes("oci-layout", json_bytes({"imageLayoutVersion": "1.0.0"}))
+        self.tar.add_directory("blobs")
+        for algorithm in algorithms:
+            self.tar.add_directory(f"blobs/{algorithm}")
+        total = sum(m.size for image in self._images for m in image.manifests)
+        self.reporter.writing(self.output.shown, total)
+
+    @property
+    def blob_order(self) -> list[Descriptor]:
+        return list(self._order)
+
+    def has_blob(self, descriptor: Descriptor, placements: Sequence[Placement]) -> bool:
+        return False  # the transfer gives each blob once; an archive starts empty
+
+    def put_blob(
+        self,
+        content: BlobContent,
+        placements: Sequence[Placement],
+        progress: Callable[[int], None] | None = None,
+    ) -> str:
+        with self._state:
+            self._ready[content.descriptor.digest] = content
+        if not self.output.through:
+            self._drain()
+        return "written"
+
+    def _drain(self) -> None:
+        """Write every blob that is next in order and ready. A worker that finds another
+        writing leaves it to that one, which looks again after letting go."""
+        while self._next_ready():
+            if not self._writer.acquire(blocking=False):
+                return
+            try:
+                while (content := self._next_ready()) is not None:
+                    self._write_blob(content)
+                    with self._state:
+                        self._next += 1
+            finally:
+                self._writer.release()
+
+    def _next_ready(self) -> BlobContent | None:
+        with self._state:
+            if self._next >= len(self._order):
+                return None
+            return self._ready.get(self._order[self._next].digest)
+
+    def _write_blob(self, content: BlobContent) -> None:
+        descriptor = content.descriptor
+        if descriptor.digest in self._written:
+            return
+        self._written.add(descriptor.digest)
+        name = blob_path(descriptor.digest)
+        path = content.path()
+        if path is not None:
+            with path.open("rb") as source:
+                self.tar.add_file(name, source, descriptor.size)
+            return
+        with content.open() as reader:
+            self.tar.add_file(name, reader, descriptor.size)  # type: ignore[arg-type]
+
+    def put_manifest(
+        self, manifest: Manifest | Index, name: Reference | None, *, by_digest: bool = False
+    ) -> Digest:
+        if not self.output.through:
+            self._finish_blobs()
+        if manifest.digest not in self._written:
+            self._written.add(manifest.digest)
+            self._pending_manifests.append(manifest)
+        if not self.output.through:
+            self._write_manifests()
+        return manifest.digest
+
+    def _finish_blobs(self) -> None:
+        with self._writer:
+            while self._next < len(self._order):
+                content = self._ready.get(self._order[self._next].digest)
+                if content is None:
+                    missing = self._order[self._next].digest
+                    raise AssertionError(f"blob {missing} was never put")  # transfer's bug
+                self._write_blob(content)
+                self._next += 1
+
+    def _write_manifests(self) -> None:
+        pending, self._pending_manifests = self._pending_manifests, []
+        for manifest in pending:
+            self.tar.add_bytes(blob_path(manifest.digest), manifest.raw)
+
+    def commit(self) -> None:
+        self._finish_blobs()
+        self._write_manifests()
+        images = merge(self._images)
+        self.tar.add_bytes("index.json", json_bytes(index_json(images)))
+        if self.archive_format == "docker":
+            self.tar.add_bytes("manifest.json", json_bytes(docker_manifest_json(images)))
+        self.tar.close()
+        self.output.commit()
+
+    def abort(self) -> None:
+        self.output.abort()
+
+
+class _GivenContent:
+    """A blob as a caller of :func:`write_archive` gives it: written as it is."""
+
+    def __init__(self, descriptor: Descriptor, open_blob: Callable[[Digest], BinaryIO]) -> None:
+        self.descriptor = descriptor
+        self._open_blob = open_blob
+
+    def open(self) -> VerifyingReader:
+        d = self.descriptor
+        verifier = Verifier(d.digest, d.size, what=f"blob {d.digest.short}")
+
+        def open_at(offset: int) -> BinaryIO:
+            handle = self._open_blob(d.digest)
+            if offset:
+                handle.seek(offset)
+            return handle
+
+        return VerifyingReader(open_at, verifier, trusted=True)
+
+    def path(self) -> Path | None:
+        return None
+
+
+def write_archive(
+    out: BinaryIO,
+    images: Sequence[ArchiveImage],
+    open_blob: Callable[[Digest], BinaryIO],
+    *,
+    archive_format: ArchiveFormat = "docker",
+) -> int:
+    """Write a whole archive of ``images`` to ``out`` (a file or a pipe), their blobs
+    from ``open_blob`` as they are; returns the bytes written."""
+    sink = ArchiveSink(StreamOutput(out), archive_format=archive_format)
+    sink.begin_images(images)
+    for descriptor in sink.blob_order:
+        sink.put_blob(_GivenContent(descriptor, open_blob), ())
+    for image in merge(images):
+        if image.index is not None:
+            sink.put_manifest(image.index, None)
+        for manifest in image.manifests:
+            sink.put_manifest(manifest, None)
+    sink.commit()
+    return sink.size

@@ -1,0 +1,66 @@
+"""Image data: media types, platforms, descriptors, manifests, indexes and configs.
+
+Every parsed object keeps the bytes it was parsed from, so digests are always computed
+over what the registry actually sent, and archives can store those exact bytes.
+"""
+
+from imgpull.model.manifest import (
+    ACCEPT_MANIFESTS,
+    ANNOTATION_CONTAINERD_NAME,
+    ANNOTATION_REF_NAME,
+    DOCKER_CONFIG,
+    DOCKER_FOREIGN_LAYER,
+    DOCKER_LAYER_GZIP,
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+    DOCKER_SCHEMA1,
+    DOCKER_SCHEMA1_SIGNED,
+    IMAGE_CONFIG_TYPES,
+    INDEX_TYPES,
+    MANIFEST_TYPES,
+    OCI_CONFIG,
+    OCI_INDEX,
+    OCI_LAYER,
+    OCI_LAYER_GZIP,
+    OCI_LAYER_ZSTD,
+    OCI_MANIFEST,
+    SCHEMA1_TYPES,
+    Descriptor,
+    ImageConfig,
+    Index,
+    Manifest,
+    index_subset,
+    parse_manifest,
+)
+from imgpull.model.platform import Platform, PlatformSelection
+
+__all__ = [
+    "ACCEPT_MANIFESTS",
+    "ANNOTATION_CONTAINERD_NAME",
+    "ANNOTATION_REF_NAME",
+    "DOCKER_CONFIG",
+    "DOCKER_FOREIGN_LAYER",
+    "DOCKER_LAYER_GZIP",
+    "DOCKER_MANIFEST",
+    "DOCKER_MANIFEST_LIST",
+    "DOCKER_SCHEMA1",
+    "DOCKER_SCHEMA1_SIGNED",
+    "IMAGE_CONFIG_TYPES",
+    "INDEX_TYPES",
+    "MANIFEST_TYPES",
+    "OCI_CONFIG",
+    "OCI_INDEX",
+    "OCI_LAYER",
+    "OCI_LAYER_GZIP",
+    "OCI_LAYER_ZSTD",
+    "OCI_MANIFEST",
+    "SCHEMA1_TYPES",
+    "Descriptor",
+    "ImageConfig",
+    "Index",
+    "Manifest",
+    "Platform",
+    "PlatformSelection",
+    "index_subset",
+    "parse_manifest",
+]

@@ -1,0 +1,112 @@
+"""``pull``: images from registries (through mirrors and proxies) into one archive."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from imgpull.archive.layout import FORMATS, ArchiveFormat
+from imgpull.archive.output import STDOUT, Output
+from imgpull.archive.writer import ArchiveSink
+from imgpull.config.settings import Settings
+from imgpull.errors import UnsupportedError, UsageError
+from imgpull.model import Platform, PlatformSelection
+from imgpull.naming import safe_filename
+from imgpull.ops.common import open_store, parse_references, settings_or_default
+from imgpull.ops.results import PulledImage, PullResult
+from imgpull.progress import SILENT, Reporter
+from imgpull.reference import Reference
+from imgpull.registry.session import Registries, scope_credentials
+from imgpull.registry.source import RegistrySource
+from imgpull.source import Placement, SourceImage
+from imgpull.transfer import transfer
+
+__all__ = ["STDOUT", "pull"]
+
+
+def pull(
+    references: Sequence[str | Reference] | str,
+    output: str | os.PathLike[str] | None = None,
+    *,
+    platform: str | Platform | Sequence[Platform | str] | None = None,
+    all_platforms: bool = False,
+    archive_format: ArchiveFormat = "docker",
+    settings: Settings | None = None,
+    reporter: Reporter = SILENT,
+) -> PullResult:
+    """Pull images into one archive at ``output`` ("-" for stdout).
+
+    ``platform`` picks from multi-platform images (default: the host's); several
+    platforms ("linux/amd64,linux/arm64") or ``all_platforms`` put an index of those in
+    the archive's OCI view, while its Docker view loads the first requested platform (or
+    the host's). The archive appears only when everything succeeded; on any error
+    nothing is left at ``output``.
+    """
+    refs = parse_references(references, "pull")
+    if not refs:
+        raise UsageError("no image references given", "name at least one image to pull")
+    if archive_format not in FORMATS:
+        raise UsageError(
+            f"unknown archive format {archive_format!r}", f"use one of: {', '.join(FORMATS)}"
+        )
+    selection = PlatformSelection.of(platform, all_platforms)
+    settings = scope_credentials(settings_or_default(settings), (r.registry for r in refs))
+    destination = _destination(output, refs)
+    registries = Registries(settings, reporter)
+    near = None if destination == STDOUT else Path(destination).resolve().parent
+    store, throwaway = open_store(settings, near)
+    out: Output | None = None
+    try:
+        out = Output(destination)
+        source = RegistrySource(registries, refs, store=store, reporter=reporter)
+        images = source.resolve(selection)
+        if archive_format == "docker":
+            for image in images:
+                _check_loadable(image)
+        placements = [Placement(image, (ref,)) for ref, image in zip(refs, images, strict=True)]
+        sink = ArchiveSink(out, archive_format=archive_format, reporter=reporter)
+        transfer(
+            source,
+            sink,
+            placements,
+            jobs=settings.jobs,
+            reporter=reporter,
+            store=store,
+            action="downloading",
+            on_cancel=registries.http.cancel_all,
+        )
+    except BaseException:
+        if out is not None:
+            out.abort()
+        raise
+    finally:
+        registries.close()
+        if throwaway:
+            store.discard()
+        reporter.close()
+    pulled = tuple(PulledImage.of(ref, image) for ref, image in zip(refs, images, strict=True))
+    return PullResult(pulled, destination, archive_format, sink.size)
+
+
+def _check_loadable(image: SourceImage) -> None:
+    """The docker format is for container images; an artifact is refused clearly."""
+    primary = image.primary
+    if not primary.is_image:
+        raise UnsupportedError(
+            f"{image.label} is not a container image but an artifact ({primary.kind}); "
+            "docker cannot load it",
+            "pull it with --format oci, which writes it as an OCI layout (oras and helm read it)",
+        )
+
+
+def _destination(output: str | os.PathLike[str] | None, refs: Sequence[Reference]) -> str:
+    if output is None:
+        if len(refs) > 1:
+            raise UsageError(
+                "several images need an output file", "name one with -o, e.g. -o bundle.tar"
+            )
+        return safe_filename(refs[0])
+    if not isinstance(output, str | os.PathLike):
+        raise UsageError(f"output must be a path, not {type(output).__name__}")
+    return os.fspath(output)

@@ -1,0 +1,171 @@
+"""Where images come from and where they go: the two protocols every transfer is made of.
+
+    reference -> ImageSource --(resolve: SourceImage)--> transfer() --> ImageSink
+                 registry, archive                                      archive, registry
+
+A source resolves what it was asked for into :class:`SourceImage` records (every
+manifest already fetched and verified, configs included) and opens blobs as
+:class:`~imgpull.digest.VerifyingReader` streams, so no sink ever sees unverified
+bytes. A sink takes blobs, then manifests bottom-up, and publishes only at ``commit``.
+``imgpull.transfer.transfer`` is the one routine between them.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from imgpull.digest import Digest, Verifier, VerifyingReader
+from imgpull.model import Descriptor, ImageConfig, Index, Manifest, Platform, PlatformSelection
+from imgpull.reference import Reference
+
+
+@dataclass(frozen=True, slots=True)
+class SourceImage:
+    """One image as a source offers it: what its name points at (``top``: a manifest, or
+    an index of the platforms taken), every manifest in it, and their configs."""
+
+    label: str  # how messages call it: the reference as given, or an archive's name
+    top: Manifest | Index
+    manifests: tuple[Manifest, ...]  # image (or artifact) manifests, ``primary`` first
+    configs: Mapping[Digest, ImageConfig]  # parsed configs of the image manifests
+    resolved: Digest  # what the name resolved to at the source (an index's digest)
+    endpoint: str  # where it came from: a registry or mirror, or an archive
+    names: tuple[Reference, ...] = ()  # the names the source records for it
+    tags: tuple[str, ...] = ()  # bare tags recorded for it (OCI ref.name annotations)
+    nested: tuple[Index, ...] = ()  # indexes inside ``top``, stored before it
+    # Where the blobs live at a registry source (api host, repository): a destination on
+    # the same registry can mount them from there instead of receiving them.
+    origin: tuple[str, str] | None = None
+
+    @property
+    def primary(self) -> Manifest:
+        """The image docker loads from an archive."""
+        return self.manifests[0]
+
+    @property
+    def platform(self) -> Platform | None:
+        config = self.configs.get(self.primary.config.digest)
+        return None if config is None else config.platform.normalized()
+
+    @property
+    def size(self) -> int:
+        return sum(m.size for m in self.manifests)
+
+    def blobs(self) -> Iterator[Descriptor]:
+        """Every blob of every manifest, in order (repeats included)."""
+        for manifest in self.manifests:
+            yield from manifest.blobs
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """An image and the names it is stored under in a sink (none: by digest only)."""
+
+    image: SourceImage
+    names: tuple[Reference, ...]
+
+
+class BlobContent(Protocol):
+    """A blob's bytes, ready to be put into a sink."""
+
+    @property
+    def descriptor(self) -> Descriptor: ...
+
+    def open(self) -> VerifyingReader:
+        """The bytes from the start, verified while read."""
+        ...
+
+    def path(self) -> Path | None:
+        """A local file holding exactly these verified bytes, when there is one (the
+        sink may copy it with the system's fastest call)."""
+        ...
+
+
+class ImageSource(Protocol):
+    """A registry (with its mirrors) or an archive."""
+
+    def resolve(self, selection: PlatformSelection) -> Sequence[SourceImage]:
+        """Everything the source was asked for, manifests and configs verified."""
+        ...
+
+    def open_blob(self, descriptor: Descriptor, resume: Verifier | None = None) -> VerifyingReader:
+        """A blob's bytes (after those ``resume`` already verified), verified to the end."""
+        ...
+
+    def retry_blob(self, descriptor: Descriptor) -> bool:
+        """After a stream of this blob failed its check: whether another attempt may get
+        other bytes (another endpoint)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class ImageSink(Protocol):
+    """An archive being written, or a registry being pushed to."""
+
+    def begin(self, placements: Sequence[Placement]) -> None:
+        """What will be stored, before any blob comes."""
+        ...
+
+    def has_blob(self, descriptor: Descriptor, placements: Sequence[Placement]) -> bool:
+        """True when the blob need not be sent (every destination holds it)."""
+        ...
+
+    def put_blob(
+        self,
+        content: BlobContent,
+        placements: Sequence[Placement],
+        progress: Callable[[int], None] | None = None,
+    ) -> str:
+        """Store a blob; says how ("uploaded", "mounted from REPO", "written").
+        ``progress`` is told of bytes sent, where the sink reads the content itself."""
+        ...
+
+    def put_manifest(
+        self, manifest: Manifest | Index, name: Reference | None, *, by_digest: bool = False
+    ) -> Digest:
+        """Store a manifest, its blobs already in: under ``name``'s tag (or digest), or by
+        its own digest in ``name``'s repository with ``by_digest`` (an index's children)."""
+        ...
+
+    def commit(self) -> None:
+        """Publish what was stored (an archive appears at its path)."""
+        ...
+
+    def abort(self) -> None:
+        """Leave nothing behind that is not complete."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class BytesContent:
+    """A small blob held in memory (a config)."""
+
+    descriptor: Descriptor
+    data: bytes = field(repr=False)
+
+    def open(self) -> VerifyingReader:
+        d = self.descriptor
+        verifier = Verifier(d.digest, d.size, what=f"blob {d.digest.short}")
+        return VerifyingReader(lambda offset: io.BytesIO(self.data[offset:]), verifier)
+
+    def path(self) -> Path | None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamedContent:
+    """A blob read from its source as the sink takes it (registry to registry)."""
+
+    source: ImageSource
+    descriptor: Descriptor
+
+    def open(self) -> VerifyingReader:
+        return self.source.open_blob(self.descriptor)
+
+    def path(self) -> Path | None:
+        return None
