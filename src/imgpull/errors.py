@@ -19,6 +19,9 @@
 
 Lower-layer exceptions (urllib3, OSError, JSON) are translated into this tree once, at
 the module boundary where they occur; callers above never see library exceptions.
+
+Exit codes of the command line, in one place: 0 done, 1 anything else, 2 bad usage or
+reference, 3 authentication, 4 not found, 5 network or TLS, 6 integrity, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -109,3 +112,29 @@ class PlatformNotFoundError(ImgpullError):
 
 class ArchiveError(ImgpullError):
     pass
+
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_AUTH = 3
+EXIT_NOT_FOUND = 4
+EXIT_NETWORK = 5
+EXIT_INTEGRITY = 6
+EXIT_INTERRUPTED = 130
+
+_EXIT_FOR: tuple[tuple[type[ImgpullError], int], ...] = (
+    (UsageError, EXIT_USAGE),
+    (InvalidReferenceError, EXIT_USAGE),
+    (ConfigError, EXIT_USAGE),
+    (AuthError, EXIT_AUTH),
+    (NotFoundError, EXIT_NOT_FOUND),
+    (PlatformNotFoundError, EXIT_NOT_FOUND),
+    (NetworkError, EXIT_NETWORK),
+    (DigestMismatchError, EXIT_INTEGRITY),
+)
+
+
+def exit_code(exc: ImgpullError) -> int:
+    """The command line's exit code for ``exc``."""
+    return next((code for kind, code in _EXIT_FOR if isinstance(exc, kind)), EXIT_ERROR)

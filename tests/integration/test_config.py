@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from imgpull.cli.exits import EXIT_OK, EXIT_USAGE
 from imgpull.cli.main import main
+from imgpull.errors import EXIT_OK, EXIT_USAGE
 from tests.cli import assert_clean_failure, run_imgpull
 from tests.conftest import FreshEnv
 from tests.fixtures.images import StandardImages

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from imgpull.cli.exits import (
+from imgpull.errors import (
     EXIT_AUTH,
     EXIT_INTEGRITY,
     EXIT_NETWORK,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from imgpull.cli.exits import EXIT_NETWORK
+from imgpull.errors import EXIT_NETWORK
 from tests.archive_view import ArchiveView
 from tests.cli import assert_clean_failure, run_imgpull
 from tests.fixtures.certs import TestCA

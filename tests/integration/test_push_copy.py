@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from imgpull.cli.exits import EXIT_AUTH
+from imgpull.errors import EXIT_AUTH
 from tests.archive_view import ArchiveView
 from tests.cli import assert_clean_failure, run_imgpull
 from tests.fixtures.faultproxy import FaultProxy, Rule, Status

@@ -13,8 +13,8 @@ import pytest
 from filelock import FileLock
 
 from imgpull.cache import BlobStore as BlobCache
-from imgpull.cli.exits import EXIT_USAGE
 from imgpull.digest import Digest
+from imgpull.errors import EXIT_USAGE
 from imgpull.model import Descriptor
 from tests.cli import assert_clean_failure, run_imgpull
 from tests.fixtures.faultproxy import FaultProxy, RedirectTo, Rule

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from imgpull.cli.exits import EXIT_NETWORK, EXIT_OK, EXIT_USAGE
+from imgpull.errors import EXIT_NETWORK, EXIT_OK, EXIT_USAGE
 from tests.archive_view import ArchiveView
 from tests.cli import assert_clean_failure, partial_files, run_imgpull
 from tests.conftest import FreshEnv

@@ -16,11 +16,10 @@ from typing import Any, TextIO
 
 from imgpull.archive.output import STDOUT
 from imgpull.cache import BlobStore
-from imgpull.cli.exits import EXIT_OK
 from imgpull.cli.options import parse_platform, parse_platforms, references, settings_from
 from imgpull.cli.render import human_size, make_reporter
 from imgpull.config.settings import Settings, redact_proxy
-from imgpull.errors import ConfigError, UsageError
+from imgpull.errors import EXIT_OK, ConfigError, UsageError
 from imgpull.ops.results import PullResult
 
 

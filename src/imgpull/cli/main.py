@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
+from types import FrameType
 
-from imgpull.cli.exits import EXIT_ERROR, EXIT_INTERRUPTED, exit_code
-from imgpull.cli.parser import build_parser
-from imgpull.errors import ImgpullError
+from imgpull.cli.parser import COMMANDS, build_parser
+from imgpull.errors import EXIT_ERROR, EXIT_INTERRUPTED, ImgpullError, UsageError, exit_code
+from imgpull.reference import parse_reference
 
 
 def _one_line(text: str) -> str:
@@ -22,8 +27,47 @@ def render_error(exc: ImgpullError) -> str:
     return line
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (``timeout``, systemd and container stops send them): unwound
+    like Ctrl-C, so every temporary file is removed on the way out."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise Terminated(signum)
+
+
+def _install_signal_handlers() -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return  # main() called from a library user's thread: leave their handlers alone
+    for name in ("SIGTERM", "SIGHUP"):
+        number = getattr(signal, name, None)
+        if number is not None:
+            signal.signal(number, _terminate)
+
+
+def _old_habit(argv: Sequence[str]) -> None:
+    """``imgpull nginx:1.27``, as the old docker_pull.py scripts were called: one line
+    pointing at the command, rather than argparse's list of choices."""
+    if not argv or argv[0].startswith("-") or argv[0] in COMMANDS:
+        return
+    try:
+        parse_reference(argv[0])
+    except ImgpullError:
+        return
+    wanted = " ".join(argv)
+    raise UsageError(
+        f"unknown command {argv[0]!r}; did you mean `imgpull pull {wanted}`?",
+        "imgpull takes a command first; `imgpull --help` lists them",
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in arguments
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.WARNING,
         format="%(asctime)s %(name)s: %(message)s",
@@ -31,17 +75,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     # urllib3 logs whole URLs, signed query strings included: only ours, which redact.
     logging.getLogger("urllib3").setLevel(logging.WARNING)
+    _install_signal_handlers()
     try:
-        args = build_parser().parse_args(argv)
+        _old_habit(arguments)
+        args = build_parser().parse_args(arguments)
         return int(args.run(args, sys.stdin))
     except ImgpullError as exc:
         if debug:
             logging.getLogger("imgpull").exception("failed")
         print(render_error(exc), file=sys.stderr)
         return exit_code(exc)
+    except Terminated as stop:
+        print("imgpull: terminated", file=sys.stderr)
+        return 128 + stop.signum
     except KeyboardInterrupt:
         print("imgpull: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader of standard output went away (`| head`): quietly, as cat does.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
     except OSError as exc:  # a full disk, a vanished directory: not a bug of ours
         if debug:
             logging.getLogger("imgpull").exception("failed")
@@ -50,8 +104,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"imgpull: error: {exc.strerror or exc}{where} (check the disk and the paths)",
             file=sys.stderr,
         )
-        return EXIT_ERROR
-    except BrokenPipeError:
         return EXIT_ERROR
     except Exception as exc:
         if debug:
