@@ -650,35 +650,6 @@ def test_parse_repository() -> None:
         parse_repository("Nginx")
 
 
-@pytest.mark.parametrize(
-    ("text", "filename"),
-    [
-        ("nginx:1.27", "nginx_1.27.tar"),
-        ("nginx", "nginx_latest.tar"),
-        ("quay.io/org/app:v1", "quay.io_org_app_v1.tar"),
-        ("nginx@" + SHA_DB, "nginx_sha256-dbcc1c35ac38.tar"),
-        ("nginx:1.27@" + SHA_DB, "nginx_1.27.tar"),
-        ("127.0.0.1:5000/team/app:1", "127.0.0.1_5000_team_app_1.tar"),
-        ("[::1]:5000/foo:bar", "1_5000_foo_bar.tar"),
-        ("Foo/bar", "Foo_bar_latest.tar"),
-        ("user/app:_x", "user_app__x.tar"),
-    ],
-)
-def test_safe_filename(text: str, filename: str) -> None:
-    assert safe_filename(parse_reference(text)) == filename
-
-
-def test_safe_filename_avoids_windows_devices_and_long_names() -> None:
-    assert safe_filename(parse_repository("con")) == "con_.tar"
-    assert safe_filename(parse_repository("nul.x")) == "nul_.x.tar"
-    assert safe_filename(parse_repository("lpt1")) == "lpt1_.tar"
-    assert safe_filename(parse_reference("con")) == "con_latest.tar"
-    long_a = safe_filename(parse_reference("example.com/" + "a" * 255 + ":tag"))
-    long_b = safe_filename(parse_reference("example.com/" + "a" * 255 + ":tag2"))
-    assert len(long_a) <= 204 and len(long_b) <= 204
-    assert long_a != long_b
-
-
 # --------------------------------------------------------------------------------------
 # A literal transcription of distribution/reference, used as the oracle
 # --------------------------------------------------------------------------------------
@@ -890,23 +861,13 @@ SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\.tar")
 
 
 def check_filename(ref: Reference) -> None:
+    """Also used by test_any_text_parses_or_raises_invalid_reference; the safe_filename
+    tests themselves are in test_naming.py."""
     name = safe_filename(ref)
     assert SAFE_NAME.fullmatch(name), name
     assert "/" not in name and "\\" not in name and not name.startswith("..")
     assert len(name) <= 204
     assert name.split(".")[0].upper() not in {"CON", "PRN", "AUX", "NUL", "COM1", "LPT1"}
-
-
-@PROPERTY
-@given(valid_parts())
-def test_safe_filename_is_always_safe(
-    parts: tuple[str | None, str, str | None, Digest | None],
-) -> None:
-    text = join(*parts)
-    assume(parts[0] is not None or docker_expectation(text) is not None)  # as above
-    ref = parse_reference(text)
-    check_filename(ref)
-    check_filename(dataclasses.replace(ref, tag=None))
 
 
 BAD_TAGS = ["", "-x", ".x", "a:b", "a/b", "t" * 129, "a b", "é"]
