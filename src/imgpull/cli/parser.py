@@ -19,6 +19,7 @@ from imgpull.cli.commands import (
     cmd_push,
     cmd_tags,
 )
+from imgpull.cli.completion import add_completion
 from imgpull.cli.kube import add_images, add_rewrite
 from imgpull.cli.options import (
     Parser,
@@ -30,8 +31,14 @@ from imgpull.cli.options import (
     platform_options,
     size,
 )
+from imgpull.demo.cli import add_demo
 
 Commands = Any  # argparse's _SubParsersAction, which it does not export
+
+COMMANDS = (
+    "pull", "push", "copy", "images", "rewrite", "inspect", "tags", "login", "logout",
+    "config", "cache", "demo", "completion",
+)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
         add_logout,
         add_config,
         add_cache,
+        add_demo,
+        add_completion,
     ):
         add(commands)
     return parser

@@ -1,0 +1,5 @@
+import sys
+
+from imgpull.demo.cli import main
+
+sys.exit(main())
