@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures.certs import TestCA, make_ca
+from tests.fixtures.hostile_fixtures import *  # noqa: F403
 from tests.fixtures.images import StandardImages, push_standard_images
 from tests.fixtures.proxy_fixtures import *  # noqa: F403  (proxy, mirror and fault fixtures)
 from tests.fixtures.registry import RegistryServer, start_registry
