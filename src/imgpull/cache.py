@@ -293,7 +293,6 @@ class BlobStore:
         return True
 
 
-
 class PartialBlob:
     """A download in progress. Existing bytes are hashed again on open, so a resumed
     download is verified end to end exactly like a fresh one; ``verifier`` holds that

@@ -66,8 +66,15 @@ class Deadline:
             raise self.error()
 
     def error(self) -> NetworkError:
+        if self.parent is not None and not self.parent.expired:
+            share = NetworkError(f"no answer within {self.label}", "check the network path")
+            share.stalled = True
+            return share
+        root = self
+        while root.parent is not None:
+            root = root.parent
         return NetworkError(
-            f"gave up: the operation took longer than {self.label}",
+            f"gave up: the operation took longer than {root.label}",
             "raise --timeout, or check the network path",
             temporary=False,
         )
@@ -84,15 +91,18 @@ class Deadline:
         self.check()
 
     def within(self, seconds: float | None, label: str) -> Deadline:
-        """A deadline that ends after ``seconds`` or with this one, whichever is first."""
+        """A deadline that ends after ``seconds`` or with this one, whichever is first.
+        Passing it while this one has time left is a temporary failure (the caller moves
+        on to another endpoint); passing this one is this one's error."""
         if seconds is None:
             return self
         left = self.remaining()
         own = seconds if left is None else min(seconds, left)
         child = Deadline(own, clock=self._clock, sleeper=self._sleeper, label=label)
-        if left is not None and left <= seconds:
-            child.label = self.label
+        child.parent = self
         return child
+
+    parent: Deadline | None = None
 
 
 def retry_after(value: str | None, *, now: float | None = None) -> float | None:

@@ -72,7 +72,8 @@ class RegistrySource:
         def fetch(endpoint: Endpoint) -> SourceImage:
             return self._resolve_on(endpoint, reference, selection)
 
-        found, endpoint = self.registries.first_success(self.registries.endpoints(reference), fetch)
+        # Manifests are small and latency-bound: the endpoints race for them.
+        found, endpoint = self.registries.race(self.registries.endpoints(reference), fetch)
         others = [e for e in self.registries.endpoints(reference) if e.host != endpoint.host]
         with self._lock:
             for blob in found.blobs():

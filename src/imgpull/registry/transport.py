@@ -10,11 +10,12 @@ watchdog guard; urllib3's exceptions are translated into ``imgpull.errors`` here
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import urllib.parse
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import BinaryIO, Final
 
 import urllib3
@@ -189,7 +190,8 @@ class HttpClient:
 
     def __init__(self, settings: Settings, deadline: Deadline | None = None) -> None:
         self.settings = settings
-        self.deadline = deadline or Deadline(settings.timeout)
+        self.overall = deadline or Deadline(settings.timeout)
+        self._local = threading.local()
         self.policy = RetryPolicy(retries=settings.retries)
         self.speed = SpeedRule(settings.speed_limit, settings.speed_time)
         self.watchdog = Watchdog()
@@ -203,6 +205,50 @@ class HttpClient:
                 pool.clear()
             self._pools.clear()
 
+    @property
+    def deadline(self) -> Deadline:
+        """The deadline of what this thread is doing: the whole operation's, or a share
+        of it given to one endpoint (:meth:`bounded`)."""
+        stack: list[Deadline] = getattr(self._local, "deadlines", [])
+        return stack[-1] if stack else self.overall
+
+    @contextlib.contextmanager
+    def bounded(self, deadline: Deadline | None) -> Iterator[None]:
+        """Requests of this thread inside the block end by ``deadline`` too."""
+        if deadline is None:
+            yield
+            return
+        stack: list[Deadline] = getattr(self._local, "deadlines", [])
+        self._local.deadlines = [*stack, deadline]
+        try:
+            yield
+        finally:
+            self._local.deadlines = stack
+
+    @contextlib.contextmanager
+    def grouped(self, group: object) -> Iterator[None]:
+        """Requests of this thread inside the block can be cancelled together."""
+        previous = getattr(self._local, "group", None)
+        self._local.group = group
+        try:
+            yield
+        finally:
+            self._local.group = previous
+
+    def cancel_group(self, group: object) -> None:
+        self.watchdog.fire_where(lambda guard: guard.group is group, CANCELLED)
+
+    def drop_idle(self, host: str) -> None:
+        """Close the idle pooled connections to ``host`` (an endpoint no longer used)."""
+        with self._lock:
+            managers = list(self._pools.values())
+        for manager in managers:
+            for key in list(manager.pools.keys()):
+                if f"{key.key_host}:{key.key_port}" == host or key.key_host == host:
+                    pool = manager.pools.get(key)
+                    if pool is not None:
+                        pool.close()
+
     def cancel_all(self) -> None:
         """End every request in flight (the run is being cancelled)."""
         self.watchdog.fire_all(CANCELLED)
@@ -215,8 +261,8 @@ class HttpClient:
     def fired_error(self, guard: Guard, url: str) -> NetworkError:
         if guard.fired == CANCELLED:
             raise Cancelled  # the run is being cancelled: nothing to report or retry
-        if guard.fired == "deadline" or self.deadline.expired:
-            return self.deadline.error()
+        if guard.fired == "deadline" or guard.deadline.expired:
+            return guard.deadline.error()
         error = NetworkError(f"{origin(url)[1]}: {guard.fired}", "check the network path")
         error.stalled = True
         return error
@@ -247,7 +293,8 @@ class HttpClient:
             try:
                 response = self._follow(method, url, headers, body, tls, first_byte)
             except NetworkError as exc:
-                if last or not policy.retries_error(method, exc):
+                # An endpoint that stalls is not asked again: the caller has others to try.
+                if last or exc.stalled or not policy.retries_error(method, exc):
                     raise
                 self._pause(policy.backoff(attempt), f"{method} {redact(url)} failed ({exc})")
                 continue
@@ -330,6 +377,7 @@ class HttpClient:
         pool = self._pool(proxy, tls if needs_tls else None)
         log.debug("%s %s%s", method, redact(url), f" via {redact_proxy(proxy)}" if proxy else "")
         guard = Guard(self.deadline, first_byte=first_byte, speed=self.speed)
+        guard.group = getattr(self._local, "group", None)
         try:
             with self.watchdog.watching(guard):
                 raw = pool.request(

@@ -20,7 +20,7 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -57,6 +57,7 @@ class Guard:
         self._window_bytes = 0
         self.moved = 0
         self.fired: str | None = None
+        self.group: object = None  # requests cancelled together (a lost race)
 
     def attach(self, connection: Any) -> None:
         with self._lock:
@@ -148,8 +149,11 @@ class Watchdog:
                     guard.fire(reason)
 
     def fire_all(self, reason: str) -> None:
+        self.fire_where(lambda guard: True, reason)
+
+    def fire_where(self, chosen: Callable[[Guard], bool], reason: str) -> None:
         with self._lock:
-            guards = list(self._guards)
+            guards = [guard for guard in self._guards if chosen(guard)]
         for guard in guards:
             guard.fire(reason)
 
