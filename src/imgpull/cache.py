@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -221,7 +223,7 @@ class BlobStore:
         directory = self.root / "partial"
         if directory.is_dir():
             for path in directory.iterdir():
-                if path.suffix == ".lock":
+                if path.suffix in (".lock", ".pieces") or path.name.startswith("."):
                     continue
                 with contextlib.suppress(OSError):
                     stat = path.stat()
@@ -286,8 +288,9 @@ class BlobStore:
         except Timeout:
             return False  # a pull is writing it right now
         try:
-            with contextlib.suppress(OSError):
-                entry.path.unlink()
+            for path in (entry.path, entry.path.with_name(entry.path.name + ".pieces")):
+                with contextlib.suppress(OSError):
+                    path.unlink()
         finally:
             lock.release()
         return True
@@ -296,7 +299,12 @@ class BlobStore:
 class PartialBlob:
     """A download in progress. Existing bytes are hashed again on open, so a resumed
     download is verified end to end exactly like a fresh one; ``verifier`` holds that
-    state for the reader that continues it."""
+    state for the reader that continues it.
+
+    A big blob may instead be downloaded in pieces (:meth:`pieces`), written at their
+    offsets and recorded as done in a ``.pieces`` file beside it, so a later run fetches
+    only the missing ones; the whole file is verified at the end (:meth:`verify_file`).
+    """
 
     def __init__(self, store: BlobStore, path: Path, descriptor: Descriptor, what: str) -> None:
         self.store = store
@@ -308,6 +316,10 @@ class PartialBlob:
         # One writer per blob across threads and processes; the others wait, then find
         # the blob complete. flock-style locks vanish with their process, even on kill -9.
         self._lock = FileLock(str(path) + ".lock")
+        self._pieces_path = path.with_name(path.name + ".pieces")
+        self._done: set[int] = set()
+        self._piece_size = 0
+        self._write_lock = threading.Lock()
 
     @property
     def complete(self) -> bool:
@@ -317,11 +329,13 @@ class PartialBlob:
     def __enter__(self) -> Self:
         self._lock.acquire()
         try:
-            self._file = self.path.open("a+b")
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
+            self._file = os.fdopen(fd, "r+b")
         except BaseException:
             self._lock.release()
             raise
-        self._file.seek(0)
+        if self._pieces_path.exists():
+            return self  # a download in pieces: its own record says what is there
         try:
             while chunk := self._file.read(_READ_CHUNK):
                 self.verifier.update(chunk)
@@ -329,6 +343,78 @@ class PartialBlob:
             self.restart()  # an over-long leftover: start again
         self._file.seek(0, os.SEEK_END)
         return self
+
+    # -- in pieces
+
+    @property
+    def in_pieces(self) -> bool:
+        return self._pieces_path.exists()
+
+    def pieces(self, piece_size: int) -> list[tuple[int, int, int]]:
+        """The pieces still to fetch, as (index, start, end); what an earlier run left is
+        kept when it was cut into the same pieces, else the download starts afresh."""
+        assert self._file is not None
+        size = self.descriptor.size
+        done = self._load_pieces(piece_size)
+        if done is None:
+            self.restart()
+            self._file.truncate(size)  # holes the pieces fill in
+            done = set()
+        self._piece_size, self._done = piece_size, done
+        self._save_pieces()
+        count = -(-size // piece_size)
+        return [
+            (i, i * piece_size, min(size, (i + 1) * piece_size))
+            for i in range(count)
+            if i not in done
+        ]
+
+    def _load_pieces(self, piece_size: int) -> set[int] | None:
+        try:
+            data = json.loads(self._pieces_path.read_text())
+            if data.get("size") != self.descriptor.size or data.get("piece") != piece_size:
+                return None
+            return {int(i) for i in data.get("done", [])}
+        except (OSError, ValueError, TypeError, AttributeError, RecursionError):
+            return None
+
+    def _save_pieces(self) -> None:
+        record = {
+            "size": self.descriptor.size,
+            "piece": self._piece_size,
+            "done": sorted(self._done),
+        }
+        temp = self._pieces_path.with_name(f".{self._pieces_path.name}.{threading.get_ident()}")
+        temp.write_text(json.dumps(record))
+        os.replace(temp, self._pieces_path)
+
+    @property
+    def pieces_done_bytes(self) -> int:
+        size = self.descriptor.size
+        return sum(min(size, (i + 1) * self._piece_size) - i * self._piece_size for i in self._done)
+
+    def write_at(self, offset: int, data: bytes) -> None:
+        assert self._file is not None
+        with self._write_lock:
+            self._file.seek(offset)
+            self._file.write(data)
+
+    def piece_done(self, index: int) -> None:
+        with self._write_lock:
+            assert self._file is not None
+            self._file.flush()
+            self._done.add(index)
+            self._save_pieces()
+
+    def verify_file(self) -> None:
+        """Hash the whole file (a download in pieces is verified only as a whole)."""
+        assert self._file is not None
+        self._file.flush()
+        self._file.seek(0)
+        self.verifier = Verifier(self.descriptor.digest, self.descriptor.size, what=self.what)
+        while chunk := self._file.read(_READ_CHUNK):
+            self.verifier.update(chunk)
+        self.verifier.verify()
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -352,6 +438,9 @@ class PartialBlob:
         self._file.seek(0)
         self._file.truncate()
         self.verifier = Verifier(self.descriptor.digest, self.descriptor.size, what=self.what)
+        self._done = set()
+        with contextlib.suppress(OSError):
+            self._pieces_path.unlink()
 
     def discard(self) -> None:
         """Remove the partial download entirely."""
@@ -377,4 +466,6 @@ class PartialBlob:
             raise
         self._file.close()
         self._file = None
+        with contextlib.suppress(OSError):
+            self._pieces_path.unlink()
         return self.store.committed(self.descriptor, self.path)

@@ -16,9 +16,10 @@ import io
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from imgpull.digest import Digest, Verifier, VerifyingReader
+from imgpull.errors import ImgpullError
 from imgpull.model import Descriptor, ImageConfig, Index, Manifest, Platform, PlatformSelection
 from imgpull.reference import Reference
 
@@ -82,6 +83,27 @@ class BlobContent(Protocol):
     def path(self) -> Path | None:
         """A local file holding exactly these verified bytes, when there is one (the
         sink may copy it with the system's fastest call)."""
+        ...
+
+
+class PiecesRefused(ImgpullError):
+    """The source cannot serve this blob in parts: take it in one stream."""
+
+
+@runtime_checkable
+class PieceSource(Protocol):
+    """A source that can serve parts of a blob at once (a registry: ``Range``)."""
+
+    def fetch_pieces(
+        self,
+        descriptor: Descriptor,
+        pieces: Sequence[tuple[int, int, int]],
+        write_at: Callable[[int, bytes], None],
+        piece_done: Callable[[int], None],
+        progress: Callable[[int], None],
+    ) -> None:
+        """Fetch each (index, start, end) piece, writing its bytes at their offsets and
+        reporting each piece done; PiecesRefused where parts are not served."""
         ...
 
 

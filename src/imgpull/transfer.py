@@ -14,16 +14,29 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Final
 
-from imgpull.cache import BlobStore, StoredBlob
+from imgpull.cache import BlobStore, PartialBlob, StoredBlob
 from imgpull.digest import Digest
 from imgpull.errors import DigestMismatchError
 from imgpull.model import Descriptor, Index, Manifest
 from imgpull.progress import Reporter
 from imgpull.reference import Reference
-from imgpull.source import BlobContent, ImageSink, ImageSource, Placement, StreamedContent
+from imgpull.source import (
+    BlobContent,
+    ImageSink,
+    ImageSource,
+    PieceSource,
+    PiecesRefused,
+    Placement,
+    StreamedContent,
+)
 from imgpull.workers import Cancelled, run_parallel
 
 _READ: Final = 1024 * 1024
+MIB: Final = 1024 * 1024
+# Blobs from this size come over several connections at once (a big layer otherwise
+# waits on one connection, which a throttling proxy or a long path keeps slow).
+PIECES_FROM: Final = 32 * MIB
+PIECE_CONNECTIONS: Final = 4
 # Wrong bytes from one endpoint are worth another endpoint's try, a few times at most.
 _MAX_BAD_COPIES: Final = 4
 
@@ -128,6 +141,39 @@ def transfer_blob(
     reporter.finished(descriptor)
 
 
+def piece_size(size: int, jobs: int) -> int:
+    """Pieces for ``jobs`` connections, in whole MiB, never smaller than 8 MiB."""
+    per = -(-size // max(1, jobs))
+    return max(8 * MIB, -(-per // MIB) * MIB)
+
+
+def _in_pieces(source: ImageSource, descriptor: Descriptor) -> bool:
+    return (
+        descriptor.size >= PIECES_FROM and not descriptor.urls and isinstance(source, PieceSource)
+    )
+
+
+def _download_pieces(
+    source: ImageSource,
+    descriptor: Descriptor,
+    partial: PartialBlob,
+    progress: Callable[[int], None],
+) -> StoredBlob:
+    """A big blob over several connections: only the pieces an earlier run did not
+    finish are fetched; the whole is verified before it enters the store."""
+    assert isinstance(source, PieceSource)
+    missing = partial.pieces(piece_size(descriptor.size, PIECE_CONNECTIONS))
+    if partial.pieces_done_bytes:
+        progress(partial.pieces_done_bytes)
+    source.fetch_pieces(descriptor, missing, partial.write_at, partial.piece_done, progress)
+    try:
+        partial.verify_file()
+    except DigestMismatchError:
+        partial.discard()
+        raise
+    return partial.commit()
+
+
 def _progress(
     reporter: Reporter, descriptor: Descriptor, cancelled: threading.Event
 ) -> Callable[[int], None]:
@@ -159,6 +205,14 @@ def _from_store(
             assert stored is not None
             return stored
         reporter.started(descriptor, "downloading")
+        if _in_pieces(source, descriptor):
+            try:
+                return _download_pieces(source, descriptor, partial, progress)
+            except PiecesRefused:
+                partial.restart()  # then in one stream, from the start
+                reporter.restarted(descriptor)
+        elif partial.in_pieces:
+            partial.restart()  # an earlier run fetched pieces; this one reads a stream
         if partial.offset:
             progress(partial.offset)
         reader = source.open_blob(descriptor, resume=partial.verifier)

@@ -315,3 +315,38 @@ def test_push_index_whose_children_need_compressing(target: RegistryServer, tmp_
     assert child["digest"] != digest(manifest_raw)  # the rewritten child, which exists
     pulled = tmp_path / "back.tar"
     _ok("pull", "-q", f"{target.host}/pushed/raw/app:1", "-o", str(pulled))
+
+
+def test_copy_with_image_repository_names_kubernetes_images_as_kubeadm(
+    registry: RegistryServer, standard_images: StandardImages, target: RegistryServer
+) -> None:
+    """registry.k8s.io (here: a prefix mirror of it on the test registry) to a private
+    registry: kubeadm's imageRepository layout, CoreDNS flattened, as issue 10 asks."""
+    _ok("copy", "-q", f"{registry.host}/test/hello:1", f"{registry.host}/k8s/coredns/coredns:v1")
+    _ok("copy", "-q", f"{registry.host}/test/hello:1", f"{registry.host}/k8s/kube-proxy:v1")
+    mirror = ["--mirror", f"registry.k8s.io=http://{registry.host}/k8s"]
+    repo = f"{target.host}/google_containers"
+    _ok(
+        "copy", "-q", *mirror, "--image-repository", repo,
+        "registry.k8s.io/coredns/coredns:v1", "registry.k8s.io/kube-proxy:v1",
+        f"{target.host}/elsewhere",
+    )  # fmt: skip
+    for name in ("coredns:v1", "kube-proxy:v1"):
+        done = run_imgpull("inspect", f"{repo}/{name}")
+        assert done.returncode == 0, done.stderr.decode()
+
+
+def test_push_with_image_repository(
+    registry: RegistryServer, standard_images: StandardImages, target: RegistryServer,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    _ok("copy", "-q", f"{registry.host}/test/hello:1", f"{registry.host}/k8s/pause:3.9")
+    archive = tmp_path / "kube.tar"
+    _ok(
+        "pull", "-q", "--mirror", f"registry.k8s.io=http://{registry.host}/k8s",
+        "registry.k8s.io/pause:3.9", "-o", str(archive),
+    )  # fmt: skip
+    repo = f"{target.host}/mirror"
+    _ok("push", "-q", str(archive), f"{target.host}/other", "--image-repository", repo)
+    done = run_imgpull("inspect", f"{repo}/pause:3.9")
+    assert done.returncode == 0, done.stderr.decode()

@@ -9,6 +9,7 @@ behind a per-connection throttle, always in front of the real registry.
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import time
@@ -29,7 +30,7 @@ from tests.fixtures.faultproxy import (
 )
 from tests.fixtures.hostile import SilentServer, secret_forms
 from tests.fixtures.images import BuiltImage, MiB, StandardImages, push_random_image
-from tests.fixtures.procwatch import Watched, start_watched, watch_imgpull
+from tests.fixtures.procwatch import Watched, imgpull_argv, start_watched, watch_imgpull
 from tests.fixtures.registry import RegistryServer
 
 pytestmark = pytest.mark.usefixtures("fresh_env")
@@ -317,3 +318,44 @@ def test_endpoint_ignoring_range_falls_back_to_one_stream(
     watched = watch_imgpull("pull", "-q", proxy.ref("slow/big", "1"), "-o", str(out), time_limit=60)
     assert watched.returncode == 0, watched.describe()
     assert digest in ArchiveView.read(out).blobs  # checked against its digest
+
+
+def test_pieces_resume_across_runs(
+    registry: RegistryServer,
+    big_image: BuiltImage,
+    fault_proxy_factory: Callable[..., FaultProxy],
+    fresh_env: FreshEnv,
+    out: Path,
+) -> None:
+    """kill -9 mid-pull, then again: only the pieces not finished are fetched."""
+    digest = big_image.layers[0].digest
+    slow = fault_proxy_factory(registry)
+    slow.set_link(ConnectionThrottle(4_000_000))  # a piece of 16 MiB takes about 4 s
+    record = fresh_env.cache_dir / "partial" / f"{digest.replace(':', '-')}.pieces"
+    first = start_watched(
+        imgpull_argv("pull", "-q", "-j", "1", slow.ref("slow/big", "1"), "-o", str(out)),
+        time_limit=60,
+    )
+    try:
+        until = time.monotonic() + 45
+        while time.monotonic() < until and first.alive:
+            if record.exists() and '"done": []' not in record.read_text():
+                break
+            time.sleep(0.05)
+    finally:
+        first.kill("the test's kill -9, once a piece is done")
+    first.wait(10)
+    done = json.loads(record.read_text())["done"]
+    assert done, "no piece was finished before the kill"
+    again = fault_proxy_factory(registry)
+    watched = watch_imgpull("pull", "-q", again.ref("slow/big", "1"), "-o", str(out), time_limit=60)
+    assert watched.returncode == 0, watched.describe()
+    assert digest in ArchiveView.read(out).blobs
+    piece = json.loads(record.read_text())["piece"] if record.exists() else 16 * MiB
+    asked = {
+        int(re.findall(r"\d+", r.headers["range"])[0]) // piece
+        for r in again.requests_to("GET", f"/v2/.+/blobs/{digest}")
+        if "range" in r.headers
+    }
+    assert asked, "the second run fetched no pieces"
+    assert not asked & set(done), f"pieces {sorted(asked & set(done))} were fetched twice"

@@ -21,6 +21,7 @@ from imgpull.cli.render import human_size, make_reporter
 from imgpull.config.settings import Settings, redact_proxy
 from imgpull.errors import EXIT_OK, ConfigError, UsageError
 from imgpull.ops.results import PullResult
+from imgpull.registry.memory import EndpointMemory
 
 
 def cmd_pull(args: argparse.Namespace, stdin: TextIO) -> int:
@@ -57,6 +58,7 @@ def cmd_push(args: argparse.Namespace, stdin: TextIO) -> int:
         args.archive,
         args.destination,
         chunk_size=args.chunk_size,
+        image_repository=args.image_repository,
         settings=settings,
         reporter=reporter,
     )
@@ -85,6 +87,7 @@ def cmd_copy(args: argparse.Namespace, stdin: TextIO) -> int:
         destination,
         platform=parse_platforms(args.platform),
         all_platforms=args.all_platforms,
+        image_repository=args.image_repository,
         settings=settings,
         reporter=reporter,
     )
@@ -190,12 +193,30 @@ def cmd_cache(args: argparse.Namespace, stdin: TextIO) -> int:
     if settings.cache_dir is None:
         raise ConfigError("no cache directory", "pass --cache-dir")
     cache = BlobStore(settings.cache_dir)
+    memory = EndpointMemory.in_cache(settings.cache_dir)
+    if args.action == "verify":
+        checked, removed = cache.verify_all()
+        if not args.quiet:
+            print(f"checked {checked} blobs, removed {removed} that did not match", file=sys.stderr)
+        return EXIT_OK
+    if args.action == "forget":
+        forgot = memory.forget()
+        if not args.quiet:
+            what = (
+                "forgot what earlier runs learned about endpoints"
+                if forgot
+                else "nothing to forget"
+            )
+            print(what, file=sys.stderr)
+        return EXIT_OK
     if args.action == "prune":
         if args.older_than is None and args.max_size is None and not args.all:
             raise UsageError("prune needs --older-than, --max-size or --all")
         removed, freed = cache.prune(
             older_than=args.older_than, max_size=args.max_size, everything=args.all
         )
+        if args.all:
+            memory.forget()
         if not args.quiet:
             print(f"removed {removed} files, freed {human_size(freed)}", file=sys.stderr)
         return EXIT_OK
@@ -209,6 +230,8 @@ def cmd_cache(args: argparse.Namespace, stdin: TextIO) -> int:
     if blobs:
         oldest = time.strftime("%Y-%m-%d %H:%M", time.localtime(blobs[0].last_used))
         print(f"oldest:   last used {oldest}")
+    remembered = sum(len(hosts) for hosts in memory.entries().values())
+    print(f"endpoints: {remembered} remembered (`imgpull config` shows them)")
     return EXIT_OK
 
 
@@ -254,7 +277,20 @@ def describe_settings(settings: Settings) -> dict[str, Any]:
             "from": "IMGPULL_CACHE_DIR" if os.environ.get("IMGPULL_CACHE_DIR") else "default",
         },
         "registries": registries,
+        "endpoint_memory": _memory(settings),
     }
+
+
+def _memory(settings: Settings) -> dict[str, Any]:
+    """What earlier runs learned about endpoints (from the cache), newest facts only."""
+    memory = EndpointMemory.in_cache(settings.cache_dir if settings.use_cache else None)
+    shown: dict[str, Any] = {}
+    for registry, hosts in sorted(memory.entries().items()):
+        for label, entry in sorted(hosts.items()):
+            why = memory.failed_recently(registry, label)
+            state = f"failed recently: {why}" if why else "answered" if entry.get("ok") else "-"
+            shown.setdefault(registry, {})[label] = state
+    return shown
 
 
 def _redacted(value: Any) -> Any:
@@ -274,7 +310,7 @@ def cmd_config(args: argparse.Namespace, stdin: TextIO) -> int:
     for item in described["files"]:
         print(f"  {item['path']}: {item['status']}")
     for key, item in described.items():
-        if key in ("files", "registries"):
+        if key in ("files", "registries", "endpoint_memory"):
             continue
         value = item["value"]
         if isinstance(value, list):
@@ -290,4 +326,9 @@ def cmd_config(args: argparse.Namespace, stdin: TextIO) -> int:
             print(f"    {key}: {str(item[key]['value']).lower()}   [{item[key]['from']}]")
         if item["ca_certs"]:
             print(f"    ca_certs: {', '.join(item['ca_certs'])}")
+    memory = described["endpoint_memory"]
+    print("endpoint memory:" + ("" if memory else " (empty)"))
+    for registry, hosts in memory.items():
+        for label, state in hosts.items():
+            print(f"  {registry} via {label}: {state}")
     return EXIT_OK

@@ -303,3 +303,12 @@ def duration(text: str) -> float:
         return float(value.rstrip("smhdw")) * _SECONDS[unit]
     except ValueError:
         raise argparse.ArgumentTypeError(f"invalid age {text!r}: use e.g. 12h or 7d") from None
+
+
+def image_repository_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--image-repository",
+        metavar="REPO",
+        help="put Kubernetes' own images (registry.k8s.io, k8s.gcr.io) where kubeadm's "
+        "imageRepository would look: REPO/kube-apiserver:v1.31.0, REPO/coredns:v1.11.3",
+    )

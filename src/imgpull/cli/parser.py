@@ -25,6 +25,7 @@ from imgpull.cli.options import (
     Parser,
     common_options,
     duration,
+    image_repository_option,
     jobs_option,
     list_option,
     network_options,
@@ -142,6 +143,7 @@ def add_push(commands: Commands) -> None:
         help="upload in chunks of this size (default: one request per blob, "
         "chunks only when the registry or a proxy refuses large bodies)",
     )
+    image_repository_option(parser)
     jobs_option(parser, "uploads")
     network_options(parser)
     common_options(parser)
@@ -164,6 +166,7 @@ def add_copy(commands: Commands) -> None:
         "several give an index of just those",
         "the whole index, every platform, digests preserved",
     )
+    image_repository_option(parser)
     jobs_option(parser, "blob copies")
     network_options(parser)
     common_options(parser)
@@ -221,12 +224,16 @@ def add_config(commands: Commands) -> None:
 def add_cache(commands: Commands) -> None:
     parser = commands.add_parser(
         "cache",
-        help="show or prune the shared blob cache",
-        description="Show what the content-addressed blob cache holds (`imgpull cache`), or "
-        "prune it (`imgpull cache prune`): blobs unused for --older-than, then the least "
-        "recently used until --max-size remains, or --all.",
+        help="show, verify or prune the shared blob cache",
+        description="Show what the content-addressed blob cache holds (`imgpull cache`); "
+        "hash every blob again and remove those that no longer match (`verify`); prune it "
+        "(`prune`): blobs unused for --older-than, then the least recently used until "
+        "--max-size remains, or --all (which also forgets the endpoint memory); forget what "
+        "earlier runs learned about mirrors and registries (`forget`).",
     )
-    parser.add_argument("action", nargs="?", choices=("show", "prune"), default="show")
+    parser.add_argument(
+        "action", nargs="?", choices=("show", "verify", "prune", "forget"), default="show"
+    )
     parser.add_argument(
         "--older-than",
         type=duration,

@@ -28,12 +28,14 @@ def copy(
     *,
     platform: str | Platform | Sequence[Platform | str] | None = None,
     all_platforms: bool = False,
+    image_repository: str | None = None,
     settings: Settings | None = None,
     reporter: Reporter = SILENT,
 ) -> list[Copied]:
     """Copy images from registry to registry. With one source ``destination`` may be a
     full reference; with several it is a ``registry[/namespace]`` prefix under which
-    each image keeps its path, as with push."""
+    each image keeps its path, as with push (``image_repository``: Kubernetes' images as
+    kubeadm names them)."""
     refs = parse_references(sources, "copy")
     if not refs:
         raise UsageError("no images to copy", "name at least one source image")
@@ -41,7 +43,10 @@ def copy(
         raise UsageError("copy needs a destination", "e.g. registry.local:5000/mirror")
     several = len(refs) > 1
     # -u/-p are for the destination (the push side); sources use saved credentials.
-    targets = [destination_for(ref, destination, several=several) for ref in refs]
+    targets = [
+        destination_for(ref, destination, several=several, image_repository=image_repository)
+        for ref in refs
+    ]
     settings = scope_credentials(settings_or_default(settings), (t.registry for t in targets))
     selection = PlatformSelection.of(platform, all_platforms)
     registries = Registries(settings, reporter)

@@ -32,13 +32,15 @@ def push(
     destination: str | None = None,
     *,
     chunk_size: int | None = None,
+    image_repository: str | None = None,
     settings: Settings | None = None,
     reporter: Reporter = SILENT,
 ) -> list[Pushed]:
     """Push every image of an archive to a registry. ``destination`` is a full reference
     (one-image archives), a ``registry[/namespace]`` prefix under which each named image
     keeps its path, or the repository for images that carry only tags; without it
-    images go back to the names they carry."""
+    images go back to the names they carry. ``image_repository`` names Kubernetes'
+    images as kubeadm's ``imageRepository`` does (``REPO/kube-apiserver:v1.31.0``)."""
     if not isinstance(archive_path, str | os.PathLike):
         raise UsageError(f"archive_path must be a path, not {type(archive_path).__name__}")
     if chunk_size is not None and chunk_size <= 0:
@@ -54,7 +56,7 @@ def push(
                 raise ArchiveError(f"{path} holds no images")
             several = len(images) > 1
             placements = [
-                Placement(image, push_targets(image, destination, several, path))
+                Placement(image, push_targets(image, destination, several, path, image_repository))
                 for image in images
             ]
             scoped = scope_credentials(
@@ -96,7 +98,11 @@ def _push(
 
 
 def push_targets(
-    image: SourceImage, destination: str | None, several: bool, archive: object
+    image: SourceImage,
+    destination: str | None,
+    several: bool,
+    archive: object,
+    image_repository: str | None = None,
 ) -> tuple[Reference, ...]:
     """Where one image of an archive goes.
 
@@ -115,7 +121,10 @@ def push_targets(
     if image.names:
         if destination is None:
             return image.names
-        found = [destination_for(name, destination, several=several) for name in image.names]
+        found = [
+            destination_for(name, destination, several=several, image_repository=image_repository)
+            for name in image.names
+        ]
         return tuple(dict.fromkeys(found))
     if destination is not None and image.tags:
         repository = destination.rstrip("/")

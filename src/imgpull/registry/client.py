@@ -26,6 +26,7 @@ from imgpull.registry.answers import error_from, manifest_digest
 from imgpull.registry.auth import TOKEN_ANSWER_LIMIT, Authenticator, TokenResponse
 from imgpull.registry.credentials import Credentials
 from imgpull.registry.transport import Body, HttpClient, Response, checked_url, origin
+from imgpull.source import PiecesRefused
 
 log = logging.getLogger("imgpull.registry.client")
 
@@ -237,10 +238,20 @@ class RegistryClient:
     # -- blobs ----------------------------------------------------------------------------
 
     def blob_response(
-        self, repository: str, descriptor: Descriptor, offset: int, url: str | None = None
+        self,
+        repository: str,
+        descriptor: Descriptor,
+        offset: int,
+        url: str | None = None,
+        *,
+        end: int | None = None,
     ) -> Response:
-        """A blob's bytes from ``offset`` (status checked: 200, or 206 at that offset)."""
+        """A blob's bytes from ``offset`` (to ``end``, exclusive, when given); status
+        checked: 200, or 206 at that offset. Asked for a piece (``end``), an endpoint that
+        ignores ``Range`` is :class:`RangeIgnored`."""
         headers = {"Range": f"bytes={offset}-"} if offset else {}
+        if end is not None:
+            headers = {"Range": f"bytes={offset}-{end - 1}"}
         repository = self.host.repository(repository)
         where = f"{self.host.name}/{repository}"
         if url is not None:
@@ -261,6 +272,9 @@ class RegistryClient:
                 )
         elif response.status != 200:
             raise error_from(response, f"blob {descriptor.digest} of {where}", None)
+        elif end is not None:
+            response.close()
+            raise RangeIgnored(f"{where} does not serve parts of blobs (it ignores Range)")
         return response
 
     def fetch_blob(self, repository: str, descriptor: Descriptor, limit: int) -> bytes:
@@ -317,6 +331,10 @@ class RegistryClient:
             url = next_link(response.headers.get("Link", ""), response.url)
             if url is not None and origin(url) != origin(base):
                 raise RegistryError(f"the tag list of {where} continues on another host")
+
+
+class RangeIgnored(RegistryError, PiecesRefused):
+    """Asked for a piece of a blob, the endpoint sent all of it."""
 
 
 class _ResponseStream:
@@ -382,4 +400,4 @@ def _content_range_start(value: str) -> int | None:
     return int(start) if unit == "bytes" and start.isdigit() and len(start) < 20 else None
 
 
-__all__ = ["RegistryClient", "next_link"]
+__all__ = ["RangeIgnored", "RegistryClient", "next_link"]

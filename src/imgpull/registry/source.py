@@ -13,7 +13,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Final
 
 from imgpull.cache import BlobStore
@@ -22,6 +23,7 @@ from imgpull.errors import DigestMismatchError, ImgpullError, NetworkError, Unsu
 from imgpull.model import Descriptor, ImageConfig, Index, Manifest, PlatformSelection, index_subset
 from imgpull.progress import Reporter
 from imgpull.reference import Reference
+from imgpull.registry.client import RangeIgnored
 from imgpull.registry.session import Endpoint, Registries
 from imgpull.registry.transport import Response, redact
 from imgpull.source import BytesContent, SourceImage
@@ -54,6 +56,7 @@ class RegistrySource:
         self._used: dict[Digest, set[str]] = {}
         self._repository: dict[Digest, str] = {}
         self._configs: dict[Digest, bytes] = {}
+        self._pieces: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
     # -- resolving ------------------------------------------------------------------------
@@ -186,6 +189,69 @@ class RegistrySource:
             )
         return _ResumingStream(self, descriptor, repository, endpoints, offset)
 
+    def fetch_pieces(
+        self,
+        descriptor: Descriptor,
+        pieces: Sequence[tuple[int, int, int]],
+        write_at: Callable[[int, bytes], None],
+        piece_done: Callable[[int], None],
+        progress: Callable[[int], None],
+    ) -> None:
+        """Fetch ``pieces`` (index, start, end) of a blob over several connections at
+        once, each written where it belongs as it arrives. RangeIgnored when an endpoint
+        sends whole blobs (the caller falls back to one stream)."""
+        with self._lock:
+            if self._pieces is None:
+                workers = max(1, self.registries.settings.jobs)
+                self._pieces = ThreadPoolExecutor(workers, thread_name_prefix="imgpull-piece")
+            pool = self._pieces
+
+        stop = threading.Event()
+
+        def one(piece: tuple[int, int, int]) -> None:
+            index, start, end = piece
+            stream = self._piece_stream(descriptor, start, end)
+            position = start
+            try:
+                while data := stream.read(_READ):
+                    if stop.is_set():
+                        raise Cancelled
+                    write_at(position, data)
+                    position += len(data)
+                    progress(len(data))
+            finally:
+                stream.close()
+            if position != end:
+                raise DigestMismatchError(
+                    f"blob {descriptor.digest}: a piece ended at byte {position}, not {end}"
+                )
+            piece_done(index)
+
+        futures = [pool.submit(one, piece) for piece in pieces]
+        try:
+            for future in futures:
+                future.result()
+        except BaseException:
+            stop.set()
+            for future in futures:
+                future.cancel()
+            for future in futures:
+                if not future.cancelled():
+                    future.exception()  # wait for it to stop
+            raise
+
+    def _piece_stream(self, descriptor: Descriptor, start: int, end: int) -> _ResumingStream:
+        with self._lock:
+            endpoints = [
+                e
+                for e in self._endpoints.get(descriptor.digest, [])
+                if e.label not in self._bad.get(descriptor.digest, set())
+            ]
+            repository = self._repository.get(descriptor.digest, "")
+        if not endpoints or descriptor.urls:
+            raise RangeIgnored("foreign layers and unknown blobs come in one stream")
+        return _ResumingStream(self, descriptor, repository, endpoints, start, end)
+
     def retry_blob(self, descriptor: Descriptor) -> bool:
         with self._lock:
             used = self._used.pop(descriptor.digest, set())
@@ -204,7 +270,10 @@ class RegistrySource:
             self._used.setdefault(descriptor.digest, set()).add(endpoint.label)
 
     def close(self) -> None:
-        pass
+        with self._lock:
+            pool, self._pieces = self._pieces, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 class _ResumingStream:
@@ -219,11 +288,13 @@ class _ResumingStream:
         repository: str,
         endpoints: Sequence[Endpoint],
         offset: int,
+        end: int | None = None,
     ) -> None:
         self.source = source
         self.descriptor = descriptor
         self.repository = repository
         self.position = offset
+        self.end = end  # a piece: bytes up to here only
         # (endpoint, foreign URL or None) in the order to try.
         self.places: list[tuple[Endpoint, str | None]] = [
             (endpoints[0], url) for url in descriptor.urls
@@ -238,8 +309,10 @@ class _ResumingStream:
             endpoint, url = self.places[0]
             try:
                 response = endpoint.client.blob_response(
-                    self.repository, self.descriptor, self.position, url
+                    self.repository, self.descriptor, self.position, url, end=self.end
                 )
+            except RangeIgnored:
+                raise
             except ImgpullError as exc:
                 self._failed(endpoint, url, exc)
                 continue
@@ -288,11 +361,16 @@ class _ResumingStream:
         )
 
     def read(self, size: int = -1) -> bytes:
+        want = size if size > 0 else _READ
+        if self.end is not None:
+            want = min(want, self.end - self.position)
+            if want <= 0:
+                return b""
         while True:
             if self.response is None:
                 self.response = self._open()
             try:
-                data = self.response.read1(size if size > 0 else _READ)
+                data = self.response.read1(want)
             except ImgpullError as exc:
                 self.response.close()
                 self.response = None
