@@ -54,6 +54,7 @@ class Options:
     profile: bool
     profile_dir: Path
     argv: tuple[str, ...]
+    workdir: Path = Path("/tmp")
 
     @property
     def image_keys(self) -> list[str]:
@@ -136,6 +137,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="Markdown report path")
     parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path("/tmp"),
+        help="where the tools write their outputs and caches (default /tmp); e.g. an XFS "
+        "or btrfs mount, where imgpull clones cached blobs into archives",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="instead of the rounds: run imgpull cold and warm once under cProfile "
@@ -190,4 +198,5 @@ def parse_args(argv: Sequence[str]) -> Options:
         profile=args.profile,
         profile_dir=args.profile_dir,
         argv=tuple(argv),
+        workdir=args.workdir,
     )

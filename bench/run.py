@@ -226,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rounds: Rounds | None = None
     tools: dict[str, Tool] = {}
     machine: dict[str, Any] = {}
-    tmp = Path(tempfile.mkdtemp(prefix="imgpull-bench-", dir="/tmp"))
+    tmp = Path(tempfile.mkdtemp(prefix="imgpull-bench-", dir=opts.workdir))
     cleanups.append(lambda: shutil.rmtree(tmp, ignore_errors=True))
     try:
         with signals_as_interrupt():

@@ -319,6 +319,7 @@ class PartialBlob:
         self._pieces_path = path.with_name(path.name + ".pieces")
         self._done: set[int] = set()
         self._piece_size = 0
+        self._start = 0
         self._write_lock = threading.Lock()
 
     @property
@@ -350,37 +351,43 @@ class PartialBlob:
     def in_pieces(self) -> bool:
         return self._pieces_path.exists()
 
-    def pieces(self, piece_size: int) -> list[tuple[int, int, int]]:
-        """The pieces still to fetch, as (index, start, end); what an earlier run left is
-        kept when it was cut into the same pieces, else the download starts afresh."""
+    def split(self, start: int, piece_size: int) -> list[tuple[int, int, int]]:
+        """Fetch the rest, from ``start`` (bytes before it are here and verified), in
+        pieces: returns them as (index, start, end)."""
         assert self._file is not None
-        size = self.descriptor.size
-        done = self._load_pieces(piece_size)
-        if done is None:
-            self.restart()
-            self._file.truncate(size)  # holes the pieces fill in
-            done = set()
-        self._piece_size, self._done = piece_size, done
+        self._file.flush()
+        self._file.truncate(self.descriptor.size)  # holes the pieces fill in
+        self._start, self._piece_size, self._done = start, piece_size, set()
         self._save_pieces()
-        count = -(-size // piece_size)
-        return [
-            (i, i * piece_size, min(size, (i + 1) * piece_size))
-            for i in range(count)
-            if i not in done
-        ]
+        return self._missing()
 
-    def _load_pieces(self, piece_size: int) -> set[int] | None:
+    def resume_pieces(self) -> list[tuple[int, int, int]] | None:
+        """The pieces an earlier run left to fetch, or None (start afresh then)."""
         try:
             data = json.loads(self._pieces_path.read_text())
-            if data.get("size") != self.descriptor.size or data.get("piece") != piece_size:
-                return None
-            return {int(i) for i in data.get("done", [])}
-        except (OSError, ValueError, TypeError, AttributeError, RecursionError):
+            start, piece = int(data["start"]), int(data["piece"])
+            done = {int(i) for i in data["done"]}
+            ok = data["size"] == self.descriptor.size and 0 <= start < self.descriptor.size
+        except (OSError, ValueError, TypeError, KeyError, RecursionError):
+            ok = False
+        if not ok or piece <= 0:
             return None
+        self._start, self._piece_size, self._done = start, piece, done
+        return self._missing()
+
+    def _missing(self) -> list[tuple[int, int, int]]:
+        size, piece, first = self.descriptor.size, self._piece_size, self._start
+        count = -(-(size - first) // piece)
+        return [
+            (i, first + i * piece, min(size, first + (i + 1) * piece))
+            for i in range(count)
+            if i not in self._done
+        ]
 
     def _save_pieces(self) -> None:
         record = {
             "size": self.descriptor.size,
+            "start": self._start,
             "piece": self._piece_size,
             "done": sorted(self._done),
         }
@@ -390,28 +397,30 @@ class PartialBlob:
 
     @property
     def pieces_done_bytes(self) -> int:
-        size = self.descriptor.size
-        return sum(min(size, (i + 1) * self._piece_size) - i * self._piece_size for i in self._done)
+        """Bytes already here: the verified start, and the pieces done."""
+        return self.descriptor.size - sum(end - start for _, start, end in self._missing())
 
-    def write_at(self, offset: int, data: bytes) -> None:
-        assert self._file is not None
-        with self._write_lock:
-            self._file.seek(offset)
-            self._file.write(data)
+    def writer(self) -> BinaryIO:
+        """A handle of its own for one piece's thread (written at that piece's offsets)."""
+        fd = os.open(self.path, os.O_RDWR | getattr(os, "O_BINARY", 0))
+        return os.fdopen(fd, "r+b")
 
     def piece_done(self, index: int) -> None:
         with self._write_lock:
-            assert self._file is not None
-            self._file.flush()
             self._done.add(index)
             self._save_pieces()
 
-    def verify_file(self) -> None:
-        """Hash the whole file (a download in pieces is verified only as a whole)."""
+    def verify_pieces(self, verified: Verifier | None) -> None:
+        """Hash what the pieces brought: from the verified start when ``verified`` holds
+        its state (this run split a stream), else the whole file (an earlier run's)."""
         assert self._file is not None
         self._file.flush()
-        self._file.seek(0)
-        self.verifier = Verifier(self.descriptor.digest, self.descriptor.size, what=self.what)
+        if verified is not None and verified.received == self._start:
+            self.verifier, offset = verified, self._start
+        else:
+            self.verifier = Verifier(self.descriptor.digest, self.descriptor.size, what=self.what)
+            offset = 0
+        self._file.seek(offset)
         while chunk := self._file.read(_READ_CHUNK):
             self.verifier.update(chunk)
         self.verifier.verify()

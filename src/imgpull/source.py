@@ -16,7 +16,7 @@ import io
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import BinaryIO, Protocol, runtime_checkable
 
 from imgpull.digest import Digest, Verifier, VerifyingReader
 from imgpull.errors import ImgpullError
@@ -98,12 +98,13 @@ class PieceSource(Protocol):
         self,
         descriptor: Descriptor,
         pieces: Sequence[tuple[int, int, int]],
-        write_at: Callable[[int, bytes], None],
+        writer: Callable[[], BinaryIO],
         piece_done: Callable[[int], None],
         progress: Callable[[int], None],
     ) -> None:
-        """Fetch each (index, start, end) piece, writing its bytes at their offsets and
-        reporting each piece done; PiecesRefused where parts are not served."""
+        """Fetch each (index, start, end) piece, written at its offsets through a handle
+        of its own from ``writer()``, each reported done; PiecesRefused where parts are
+        not served."""
         ...
 
 

@@ -11,11 +11,12 @@ from the source straight into the sink. Progress events come from here, once.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Final
 
 from imgpull.cache import BlobStore, PartialBlob, StoredBlob
-from imgpull.digest import Digest
+from imgpull.digest import Digest, Verifier
 from imgpull.errors import DigestMismatchError
 from imgpull.model import Descriptor, Index, Manifest
 from imgpull.progress import Reporter
@@ -33,9 +34,11 @@ from imgpull.workers import Cancelled, run_parallel
 
 _READ: Final = 1024 * 1024
 MIB: Final = 1024 * 1024
-# Blobs from this size come over several connections at once (a big layer otherwise
-# waits on one connection, which a throttling proxy or a long path keeps slow).
-PIECES_FROM: Final = 32 * MIB
+# A blob whose single stream would take longer than this for what is left is fetched in
+# pieces over several connections (a throttling proxy or a long path keeps each one
+# slow); a fast link finishes big blobs before the question comes up.
+SPLIT_IF_LONGER: Final = 2.0
+MIN_SPLIT: Final = 16 * MIB
 PIECE_CONNECTIONS: Final = 4
 # Wrong bytes from one endpoint are worth another endpoint's try, a few times at most.
 _MAX_BAD_COPIES: Final = 4
@@ -141,33 +144,50 @@ def transfer_blob(
     reporter.finished(descriptor)
 
 
-def piece_size(size: int, jobs: int) -> int:
-    """Pieces for ``jobs`` connections, in whole MiB, never smaller than 8 MiB."""
-    per = -(-size // max(1, jobs))
+def piece_size(size: int, pieces: int) -> int:
+    """``size`` bytes cut in ``pieces``, in whole MiB, never smaller than 8 MiB."""
+    per = -(-size // max(1, pieces))
     return max(8 * MIB, -(-per // MIB) * MIB)
 
 
-def _in_pieces(source: ImageSource, descriptor: Descriptor) -> bool:
-    return (
-        descriptor.size >= PIECES_FROM and not descriptor.urls and isinstance(source, PieceSource)
-    )
+class _Split(Exception):
+    """Internal: the stream is too slow for what is left of the blob; fetch the rest in
+    pieces over several connections."""
+
+    def __init__(self, position: int) -> None:
+        super().__init__(position)
+        self.position = position
 
 
-def _download_pieces(
+def _worth_splitting(
+    source: ImageSource, descriptor: Descriptor, started: float, start: int, position: int
+) -> bool:
+    """After a second of a single stream: would the rest take longer than SPLIT_IF_LONGER
+    at this rate? (On a fast link a big blob is done in a moment; on a throttled or far
+    one, several connections move it several times faster.)"""
+    elapsed = time.monotonic() - started
+    left = descriptor.size - position
+    if elapsed < 1.0 or left < MIN_SPLIT or descriptor.urls:
+        return False
+    if not isinstance(source, PieceSource):
+        return False
+    rate = (position - start) / elapsed
+    return rate <= 0 or left / rate > SPLIT_IF_LONGER
+
+
+def _pieces(
     source: ImageSource,
     descriptor: Descriptor,
     partial: PartialBlob,
+    missing: list[tuple[int, int, int]],
     progress: Callable[[int], None],
+    verified: Verifier | None,
 ) -> StoredBlob:
-    """A big blob over several connections: only the pieces an earlier run did not
-    finish are fetched; the whole is verified before it enters the store."""
+    """Fetch the missing pieces, verify the whole, store it."""
     assert isinstance(source, PieceSource)
-    missing = partial.pieces(piece_size(descriptor.size, PIECE_CONNECTIONS))
-    if partial.pieces_done_bytes:
-        progress(partial.pieces_done_bytes)
-    source.fetch_pieces(descriptor, missing, partial.write_at, partial.piece_done, progress)
+    source.fetch_pieces(descriptor, missing, partial.writer, partial.piece_done, progress)
     try:
-        partial.verify_file()
+        partial.verify_pieces(verified)
     except DigestMismatchError:
         partial.discard()
         raise
@@ -205,24 +225,49 @@ def _from_store(
             assert stored is not None
             return stored
         reporter.started(descriptor, "downloading")
-        if _in_pieces(source, descriptor):
-            try:
-                return _download_pieces(source, descriptor, partial, progress)
-            except PiecesRefused:
-                partial.restart()  # then in one stream, from the start
-                reporter.restarted(descriptor)
-        elif partial.in_pieces:
-            partial.restart()  # an earlier run fetched pieces; this one reads a stream
-        if partial.offset:
-            progress(partial.offset)
-        reader = source.open_blob(descriptor, resume=partial.verifier)
+        if partial.in_pieces:
+            missing = partial.resume_pieces() if isinstance(source, PieceSource) else None
+            if missing is not None:
+                progress(partial.pieces_done_bytes)
+                return _pieces(source, descriptor, partial, missing, progress, None)
+            partial.restart()  # an earlier run's pieces this run cannot use: from the start
         try:
-            while chunk := reader.read(_READ):
-                partial.write(chunk)
-                progress(len(chunk))
-        except DigestMismatchError:
-            partial.discard()  # bytes from a lying server must not seed another try
-            raise
-        finally:
-            reader.close()
-        return partial.commit()
+            return _stream(source, descriptor, partial, progress)
+        except _Split as split:
+            left = descriptor.size - split.position
+            pieces = partial.split(split.position, piece_size(left, PIECE_CONNECTIONS))
+            try:
+                return _pieces(source, descriptor, partial, pieces, progress, partial.verifier)
+            except PiecesRefused:
+                partial.restart()  # then in one stream after all, from the start
+                reporter.restarted(descriptor)
+                return _stream(source, descriptor, partial, progress, split=False)
+
+
+def _stream(
+    source: ImageSource,
+    descriptor: Descriptor,
+    partial: PartialBlob,
+    progress: Callable[[int], None],
+    *,
+    split: bool = True,
+) -> StoredBlob:
+    """The blob in one stream, after what the partial holds; _Split when the rest is
+    better fetched in pieces."""
+    if partial.offset:
+        progress(partial.offset)
+    start, started = partial.offset, time.monotonic()
+    reader = source.open_blob(descriptor, resume=partial.verifier)
+    try:
+        while chunk := reader.read(_READ):
+            partial.write(chunk)
+            progress(len(chunk))
+            position = partial.offset
+            if split and _worth_splitting(source, descriptor, started, start, position):
+                raise _Split(position)
+    except DigestMismatchError:
+        partial.discard()  # bytes from a lying server must not seed another try
+        raise
+    finally:
+        reader.close()
+    return partial.commit()

@@ -15,7 +15,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Final
+from typing import BinaryIO, Final
 
 from imgpull.cache import BlobStore
 from imgpull.digest import ByteStream, Digest, Verifier, VerifyingReader
@@ -193,7 +193,7 @@ class RegistrySource:
         self,
         descriptor: Descriptor,
         pieces: Sequence[tuple[int, int, int]],
-        write_at: Callable[[int, bytes], None],
+        writer: Callable[[], BinaryIO],
         piece_done: Callable[[int], None],
         progress: Callable[[int], None],
     ) -> None:
@@ -213,12 +213,14 @@ class RegistrySource:
             stream = self._piece_stream(descriptor, start, end)
             position = start
             try:
-                while data := stream.read(_READ):
-                    if stop.is_set():
-                        raise Cancelled
-                    write_at(position, data)
-                    position += len(data)
-                    progress(len(data))
+                with writer() as handle:
+                    handle.seek(start)
+                    while data := stream.read(_READ):
+                        if stop.is_set():
+                            raise Cancelled
+                        handle.write(data)
+                        position += len(data)
+                        progress(len(data))
             finally:
                 stream.close()
             if position != end:
