@@ -13,6 +13,7 @@
     │   ├── TLSError             certificate or handshake failures (not temporary)
     │   └── ProxyError           the proxy itself failed
     ├── DigestMismatchError      bytes that do not match the digest they were asked for
+    ├── SignatureError           --require-signature: no signature verifies with the key
     ├── UnsupportedError         schema 1 manifests, unknown media types
     ├── PlatformNotFoundError    an index without the requested platform (lists what exists)
     └── ArchiveError             an archive that cannot be written or read
@@ -100,6 +101,10 @@ class DigestMismatchError(ImgpullError):
     pass
 
 
+class SignatureError(ImgpullError):
+    """An image whose signature was required and does not verify (or is missing)."""
+
+
 class UnsupportedError(ImgpullError):
     pass
 
@@ -132,6 +137,7 @@ _EXIT_FOR: tuple[tuple[type[ImgpullError], int], ...] = (
     (PlatformNotFoundError, EXIT_NOT_FOUND),
     (NetworkError, EXIT_NETWORK),
     (DigestMismatchError, EXIT_INTEGRITY),
+    (SignatureError, EXIT_INTEGRITY),
 )
 
 

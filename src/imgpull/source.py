@@ -25,6 +25,21 @@ from imgpull.reference import Reference
 
 
 @dataclass(frozen=True, slots=True)
+class Attached:
+    """What refers to an image: a signature, an attestation, an SBOM.
+
+    ``subject`` is the digest it is about. ``tag`` is the tag it lives under where tools
+    find it by tag (cosign's ``sha256-<hex>.sig``, ``.att``, ``.sbom``); None for an OCI
+    1.1 referrer, found through the ``subject`` in its manifest (the referrers API, or
+    the ``sha256-<hex>`` fallback tag's index where a registry has no such API).
+    """
+
+    manifest: Manifest
+    subject: Digest
+    tag: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SourceImage:
     """One image as a source offers it: what its name points at (``top``: a manifest, or
     an index of the platforms taken), every manifest in it, and their configs."""
@@ -41,6 +56,7 @@ class SourceImage:
     # Where the blobs live at a registry source (api host, repository): a destination on
     # the same registry can mount them from there instead of receiving them.
     origin: tuple[str, str] | None = None
+    attached: tuple[Attached, ...] = ()  # signatures, attestations, SBOMs (--referrers)
 
     @property
     def primary(self) -> Manifest:
@@ -57,9 +73,17 @@ class SourceImage:
         return sum(m.size for m in self.manifests)
 
     def blobs(self) -> Iterator[Descriptor]:
-        """Every blob of every manifest, in order (repeats included)."""
+        """Every blob of every manifest, what is attached included, in order (repeats
+        included)."""
         for manifest in self.manifests:
             yield from manifest.blobs
+        for attached in self.attached:
+            yield from attached.manifest.blobs
+
+    @property
+    def digests(self) -> set[Digest]:
+        """What may be a subject here: the top and every manifest in it."""
+        return {self.top.digest, self.resolved, *(m.digest for m in self.manifests)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +177,11 @@ class ImageSink(Protocol):
     ) -> Digest:
         """Store a manifest, its blobs already in: under ``name``'s tag (or digest), or by
         its own digest in ``name``'s repository with ``by_digest`` (an index's children)."""
+        ...
+
+    def put_attached(self, attached: Attached, name: Reference | None) -> None:
+        """Store a signature, attestation or SBOM beside an image already stored under
+        ``name``: under its tag, or as a referrer of its subject."""
         ...
 
     def commit(self) -> None:

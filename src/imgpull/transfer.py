@@ -105,6 +105,8 @@ def _put_manifests(sink: ImageSink, placement: Placement, reporter: Reporter) ->
         digest = sink.put_manifest(top, name)
         if name is not None:
             reporter.stored(name.familiar, str(digest))
+        for attached in image.attached:
+            sink.put_attached(attached, name)
     return digest
 
 

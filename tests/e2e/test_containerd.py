@@ -23,6 +23,7 @@ from tests.cli import run_imgpull
 from tests.fixtures.images import LAYERS_OUTPUT, Pusher, StandardImages
 from tests.fixtures.loaders import Containerd, LoaderError, make_workdir, remove_workdir
 from tests.fixtures.registry import RegistryServer
+from tests.fixtures.signing import Keys, signed_copy
 from tests.fixtures.writers import normalize_name
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("fresh_env")]
@@ -156,3 +157,25 @@ def test_multi_platform_archive_imports_and_runs_the_host_platform(
     assert {"linux/amd64", "linux/arm64/v8"} <= set(image.platforms)
     host = standard_images.host_platform
     assert clean_containerd.run(ref).strip() == index.markers[host]
+
+
+@pytest.mark.parametrize("fmt", ["docker", "oci"])
+def test_archive_with_signatures_imports_the_image_alone(
+    registry: RegistryServer,
+    standard_images: StandardImages,
+    clean_containerd: Containerd,
+    tmp_path: Path,
+    fmt: str,
+) -> None:
+    """Signatures and SBOMs carried with --referrers are index entries without an image
+    name: containerd keeps them as content and lists, unpacks and runs only the image."""
+    hello = standard_images.hello
+    keys = Keys.make(tmp_path / "keys")
+    subject = (hello.manifest_digest, len(hello.built.manifest))
+    ref = signed_copy(registry.url, hello.ref(registry.host), f"signed-ctr-{fmt}/hello",
+                      subject, keys)  # fmt: skip
+    out = tmp_path / "signed.tar"
+    _pull("--referrers", ref, "--format", fmt, "-o", str(out))
+    clean_containerd.import_archive(out)
+    assert [(i.name, i.digest) for i in clean_containerd.images()] == [(ref, hello.manifest_digest)]
+    assert clean_containerd.run(ref).strip() == hello.expected_output[0]

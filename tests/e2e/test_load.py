@@ -11,6 +11,7 @@ from tests.cli import run_imgpull
 from tests.fixtures.images import LAYERS_OUTPUT, StandardImages
 from tests.fixtures.loaders import DockerDaemon, Podman, Skopeo, Umoci
 from tests.fixtures.registry import RegistryServer
+from tests.fixtures.signing import Keys, signed_copy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("fresh_env")]
 
@@ -189,3 +190,32 @@ def test_skopeo_reads_one_image_of_a_bundle(
     _pull(*refs, "-o", str(out))
     skopeo.docker_archive_to_oci(out, tmp_path / "one", refs[1])
     assert ArchiveView.read(out).repo_tags == refs
+
+
+@pytest.mark.parametrize("fmt", ["docker", "oci"])
+def test_signatures_in_the_archive_are_invisible_to_loaders(
+    registry: RegistryServer,
+    standard_images: StandardImages,
+    clean_dockerd: DockerDaemon,
+    clean_podman: Podman,
+    skopeo: Skopeo,
+    tmp_path: Path,
+    fmt: str,
+) -> None:
+    """--referrers adds index.json entries without image names. docker and podman load
+    the docker format's image alone and run it; podman refuses an OCI archive of more than
+    one entry ("choose an image"), where skopeo picks the image by its tag."""
+    hello = standard_images.hello
+    subject = (hello.manifest_digest, len(hello.built.manifest))
+    ref = signed_copy(registry.url, hello.ref(registry.host), f"signed-load-{fmt}/hello",
+                      subject, Keys.make(tmp_path / "keys"))  # fmt: skip
+    out = tmp_path / "signed.tar"
+    _pull("--referrers", ref, "--format", fmt, "-o", str(out))
+    if fmt == "docker":
+        assert f"Loaded image: {ref}" in clean_dockerd.load(out)
+        assert clean_dockerd.run(ref).strip() == hello.expected_output[0]
+        clean_podman.load(out)
+        assert clean_podman.image_names() == {ref}
+        assert clean_podman.run(ref).strip() == hello.expected_output[0]
+    skopeo.oci_archive_to_oci(out, tmp_path / "from-oci", "1", tag="t")
+    assert hello.manifest_digest in (tmp_path / "from-oci" / "index.json").read_text()

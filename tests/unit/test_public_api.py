@@ -17,7 +17,8 @@ PUBLIC = {
     "DigestMismatchError", "ImageConfig", "ImgpullError", "Index", "InvalidPlatformError",
     "InvalidReferenceError", "Manifest", "NetworkError", "NotFoundError", "Platform",
     "PlatformNotFoundError", "ProxyError", "PullResult", "PulledImage", "Pushed",
-    "RateLimitedError", "Reference", "RegistryError", "Reporter", "Settings", "TLSError",
+    "RateLimitedError", "Reference", "RegistryError", "Reporter", "Settings", "SignatureError",
+    "TLSError",
     "UnsupportedError", "UsageError", "__version__", "copy", "images", "inspect", "login",
     "logout", "parse_reference", "pull", "push", "raw_manifest", "rewrite", "tags",
 }  # fmt: skip

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
+from imgpull.archive.layout import ANNOTATION_SUBJECT, ANNOTATION_TAG
 from imgpull.archive.members import Entry, Members
 from imgpull.archive.problems import NOT_AN_ARCHIVE, Problem, about
 from imgpull.archive.records import (
     MAX_INDEX_DEPTH,
     SMALL_LIMIT,
+    ArchivedAttached,
     ArchivedBlob,
     ArchivedImage,
     ArchivedIndex,
@@ -28,6 +31,7 @@ from imgpull.archive.records import (
 from imgpull.digest import Digest
 from imgpull.errors import ImgpullError
 from imgpull.model import (
+    ANNOTATION_REF_NAME,
     DOCKER_CONFIG,
     OCI_CONFIG,
     OCI_INDEX,
@@ -40,6 +44,11 @@ from imgpull.model import (
 )
 from imgpull.text import shown
 
+# cosign's tags: sha256-<hex>.sig, .att, .sbom
+COSIGN_TAG_RE: Final = re.compile(
+    r"(?P<algorithm>sha256|sha512)-(?P<hex>[0-9a-f]{64,128})\.(sig|att|sbom)"
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Contents:
@@ -47,6 +56,7 @@ class Contents:
     images: tuple[ArchivedImage, ...]
     indexes: tuple[ArchivedIndex, ...]
     index: Index | None
+    attached: tuple[ArchivedAttached, ...] = ()
 
 
 def load(members: Members) -> Contents:
@@ -65,12 +75,12 @@ def load(members: Members) -> Contents:
                 "manifest.json is neither a docker-archive image list nor an image manifest"
             )
     if members.exists("index.json"):
-        index, oci_images, indexes = load_oci(members)
+        index, oci_images, indexes, attached = load_oci(members)
         if docker_entries is None:
-            return Contents("oci", tuple(oci_images), indexes, index)
+            return Contents("oci", tuple(oci_images), indexes, index, attached)
         docker = load_docker(members, docker_entries)
         images, indexes = merge(oci_images, docker, indexes)
-        return Contents("docker+oci", images, indexes, index)
+        return Contents("docker+oci", images, indexes, index, attached)
     if docker_entries is not None:
         return Contents("docker", tuple(load_docker(members, docker_entries)), (), None)
     if dir_manifest is not None:
@@ -164,12 +174,14 @@ def parse_config(raw: bytes, digest: Digest, what: str) -> ImageConfig:
     return config
 
 
-def load_oci(members: Members) -> tuple[Index, list[ArchivedImage], tuple[ArchivedIndex, ...]]:
+def load_oci(
+    members: Members,
+) -> tuple[Index, list[ArchivedImage], tuple[ArchivedIndex, ...], tuple[ArchivedAttached, ...]]:
     raw = members.read("index.json")
     data = members.json("index.json", "index.json")
     if isinstance(data, dict) and "manifests" in data and data["manifests"] is None:
         # Docker 25 writes this when saving by image ID; its manifest.json names them.
-        return Index(raw, OCI_INDEX, Digest.of(raw), ()), [], ()
+        return Index(raw, OCI_INDEX, Digest.of(raw), ()), [], (), ()
     try:
         parsed = parse_manifest(raw, "", Digest.of(raw))
     except ImgpullError as exc:
@@ -181,15 +193,48 @@ def load_oci(members: Members) -> tuple[Index, list[ArchivedImage], tuple[Archiv
         grouped.setdefault(descriptor.digest, []).append(descriptor)
     images: list[ArchivedImage] = []
     indexes: list[ArchivedIndex] = []
+    attached: list[ArchivedAttached] = []
     for number, descriptors in enumerate(grouped.values(), 1):
         names, tags = split_names(dict(d.annotations) for d in descriptors)
         what = f"manifest {number} of index.json"
         found = oci_manifest(members, descriptors[0], what, blob_path)
         if isinstance(found, Manifest):
-            images.append(oci_image(members, found, descriptors[0], names, tags, what, blob_path))
+            image = oci_image(members, found, descriptors[0], names, tags, what, blob_path)
+            belongs = None if names else _attached_to(found, descriptors)
+            if belongs is not None:
+                attached.append(ArchivedAttached(image, *belongs))
+            else:
+                images.append(image)
         else:
             indexes.append(oci_index(members, found, names, tags, what, blob_path, depth=1))
-    return parsed, images, tuple(indexes)
+    return parsed, images, tuple(indexes), tuple(attached)
+
+
+def _attached_to(
+    manifest: Manifest, descriptors: Sequence[Descriptor]
+) -> tuple[Digest, str | None] | None:
+    """(subject, tag) for an entry that is a signature, attestation or SBOM of an image:
+    cosign's tags name the subject, an OCI 1.1 referrer carries it; None otherwise."""
+    tag: str | None = None
+    subject: Digest | None = manifest.subject.digest if manifest.subject else None
+    for descriptor in descriptors:
+        annotations = descriptor.annotations
+        ref = annotations.get(ANNOTATION_TAG) or annotations.get(ANNOTATION_REF_NAME, "")
+        found = COSIGN_TAG_RE.fullmatch(ref)
+        if found:
+            tag = ref
+            subject = subject or _digest(f"{found['algorithm']}:{found['hex']}")
+        named = descriptor.annotations.get(ANNOTATION_SUBJECT)
+        if subject is None and named:
+            subject = _digest(named)
+    return None if subject is None else (subject, tag)
+
+
+def _digest(text: str) -> Digest | None:
+    try:
+        return Digest.parse(text)
+    except (ValueError, ImgpullError):
+        return None
 
 
 def oci_manifest(

@@ -31,9 +31,14 @@ from imgpull.model import (
     Index,
     Manifest,
 )
-from imgpull.source import Placement
+from imgpull.source import Attached, Placement
 
 ArchiveFormat = Literal["docker", "oci"]
+# Which image an attached manifest (a signature, an SBOM) in index.json belongs to.
+ANNOTATION_SUBJECT = "dev.imgpull.subject"
+# Its cosign tag. Not org.opencontainers.image.ref.name: `ctr images import` names every
+# entry that has one as an image and fails unpacking a signature's payload.
+ANNOTATION_TAG = "dev.imgpull.tag"
 FORMATS: tuple[ArchiveFormat, ...] = ("docker", "oci")
 
 
@@ -117,7 +122,7 @@ def merge(images: Sequence[ArchiveImage]) -> list[ArchiveImage]:
     return list(merged.values())
 
 
-def index_json(images: Sequence[ArchiveImage]) -> dict[str, Any]:
+def index_json(images: Sequence[ArchiveImage], attached: Sequence[Attached] = ()) -> dict[str, Any]:
     manifests: list[dict[str, Any]] = []
     for image in images:
         names = list(zip(image.full_names, image.tags, strict=True)) or [("", "")]
@@ -131,6 +136,13 @@ def index_json(images: Sequence[ArchiveImage]) -> dict[str, Any]:
             if annotations:
                 entry["annotations"] = annotations
             manifests.append(entry)
+    for item in attached:
+        entry = item.manifest.descriptor.to_json()
+        # No image name, so containerd imports it as content only.
+        entry["annotations"] = {ANNOTATION_SUBJECT: str(item.subject)}
+        if item.tag:
+            entry["annotations"][ANNOTATION_TAG] = item.tag
+        manifests.append(entry)
     return {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}
 
 

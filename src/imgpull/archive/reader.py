@@ -58,6 +58,7 @@ from imgpull.archive.records import (
     DOCKER_LAYER,
     DOCKER_LAYER_ZSTD,
     SMALL_LIMIT,
+    ArchivedAttached,
     ArchivedBlob,
     ArchivedImage,
     ArchivedIndex,
@@ -75,6 +76,7 @@ __all__ = [
     "DOCKER_LAYER_ZSTD",
     "SMALL_LIMIT",
     "ArchiveKind",
+    "ArchivedAttached",
     "ArchivedBlob",
     "ArchivedImage",
     "ArchivedIndex",
@@ -182,6 +184,7 @@ class ImageArchive:
         self.images = contents.images
         self.indexes = contents.indexes
         self.index = contents.index
+        self.attached = contents.attached
 
     # -- public API
 

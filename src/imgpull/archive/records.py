@@ -129,6 +129,16 @@ class ArchivedImage:
 
 
 @dataclass(frozen=True, slots=True)
+class ArchivedAttached:
+    """A signature, attestation or SBOM in an archive: the image it is about (subject)
+    and, for cosign's, the tag it lives under."""
+
+    image: ArchivedImage
+    subject: Digest
+    tag: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class ArchivedIndex:
     """A multi-platform image (an index blob named by ``index.json``): its exact bytes,
     the children the archive holds and the ones it does not (Docker 25 saves only the

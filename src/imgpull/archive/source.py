@@ -9,6 +9,7 @@ manifest, and an index whose children changed points at the rewritten ones.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import io
@@ -40,7 +41,7 @@ from imgpull.model import (
     parse_manifest,
 )
 from imgpull.reference import Reference, parse_reference
-from imgpull.source import SourceImage
+from imgpull.source import Attached, SourceImage
 
 _READ: Final = 1024 * 1024
 # Layers registries want compressed; other uncompressed blobs (in-toto statements, SBOM
@@ -65,10 +66,28 @@ class ArchiveSource:
         self._count = 0
 
     def resolve(self, selection: PlatformSelection) -> list[SourceImage]:
-        """Every image and index of the archive (all platforms: it holds what it holds)."""
+        """Every image and index of the archive (all platforms: it holds what it holds),
+        with the signatures, attestations and SBOMs kept for each."""
         found = [self._image(image) for image in self.archive.images]
         found += [self._index(index) for index in self.archive.indexes]
-        return found
+        return self._with_attached(found)
+
+    def _with_attached(self, images: list[SourceImage]) -> list[SourceImage]:
+        """Each attached manifest goes with the image it is about, byte for byte; one
+        whose subject the archive does not hold is left out (it has nowhere to go)."""
+        attached: dict[int, list[Attached]] = {}
+        for item in self.archive.attached:
+            owner = next((n for n, i in enumerate(images) if item.subject in i.digests), None)
+            if owner is None or item.image.manifest is None:
+                continue
+            self._prepare(item.image)  # its blobs are read from the archive as they are
+            attached.setdefault(owner, []).append(
+                Attached(item.image.manifest, item.subject, item.tag)
+            )
+        return [
+            dataclasses.replace(image, attached=tuple(attached.get(number, ())))
+            for number, image in enumerate(images)
+        ]
 
     def _label(self, names: Sequence[str], fallback: str) -> str:
         return names[0] if names else fallback

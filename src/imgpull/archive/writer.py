@@ -31,7 +31,7 @@ from imgpull.digest import Digest, Verifier, VerifyingReader
 from imgpull.model import Descriptor, Index, Manifest
 from imgpull.progress import SILENT, Reporter
 from imgpull.reference import Reference
-from imgpull.source import BlobContent, Placement
+from imgpull.source import Attached, BlobContent, Placement
 
 
 class ArchiveSink:
@@ -52,6 +52,7 @@ class ArchiveSink:
         self._ready: dict[Digest, BlobContent] = {}
         self._written: set[Digest] = set()
         self._pending_manifests: list[Manifest | Index] = []
+        self._attached: list[Attached] = []
         self._state = threading.Lock()
         self._writer = threading.Lock()
 
@@ -61,6 +62,13 @@ class ArchiveSink:
 
     def begin(self, placements: Sequence[Placement]) -> None:
         self.begin_images([ArchiveImage.of(p) for p in placements])
+        known = {d.digest for d in self._order}
+        for placement in placements:  # signatures, SBOMs: their blobs go in too
+            for attached in placement.image.attached:
+                for blob in attached.manifest.blobs:
+                    if blob.digest not in known:
+                        known.add(blob.digest)
+                        self._order.append(blob)
 
     def begin_images(self, images: Sequence[ArchiveImage]) -> None:
         """What the archive will hold; writes its first members."""
@@ -163,11 +171,25 @@ class ArchiveSink:
         for manifest in pending:
             self.tar.add_bytes(blob_path(manifest.digest), manifest.raw)
 
+    def put_attached(self, attached: Attached, name: Reference | None) -> None:
+        """Kept beside the image in the OCI view: its manifest among the blobs, an entry
+        in index.json (named by its tag where it has one; docker load never sees it)."""
+        self.put_manifest(attached.manifest, None)
+        if all(a.manifest.digest != attached.manifest.digest for a in self._attached):
+            self._attached.append(attached)
+
     def commit(self) -> None:
         self._finish_blobs()
         self._write_manifests()
+        for attached in self._attached:
+            if attached.subject not in self._written:
+                self.reporter.warning(
+                    f"{attached.manifest.digest.short} refers to {attached.subject.short}, "
+                    "which is not in the archive (a platform of a multi-platform image was "
+                    "picked); pull with --all-platforms to keep the signed index"
+                )
         images = merge(self._images)
-        self.tar.add_bytes("index.json", json_bytes(index_json(images)))
+        self.tar.add_bytes("index.json", json_bytes(index_json(images, self._attached)))
         if self.archive_format == "docker":
             self.tar.add_bytes("manifest.json", json_bytes(docker_manifest_json(images)))
         self.tar.close()

@@ -39,6 +39,8 @@ def cmd_pull(args: argparse.Namespace, stdin: TextIO) -> int:
         platform=platform,
         all_platforms=args.all_platforms,
         archive_format=args.format,
+        referrers=args.referrers,
+        require_signature=args.require_signature,
         settings=settings,
         reporter=reporter,
     )
@@ -88,6 +90,8 @@ def cmd_copy(args: argparse.Namespace, stdin: TextIO) -> int:
         platform=parse_platforms(args.platform),
         all_platforms=args.all_platforms,
         image_repository=args.image_repository,
+        referrers=args.referrers,
+        require_signature=args.require_signature,
         settings=settings,
         reporter=reporter,
     )

@@ -312,3 +312,21 @@ def image_repository_option(parser: argparse.ArgumentParser) -> None:
         help="put Kubernetes' own images (registry.k8s.io, k8s.gcr.io) where kubeadm's "
         "imageRepository would look: REPO/kube-apiserver:v1.31.0, REPO/coredns:v1.11.3",
     )
+
+
+def signature_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--referrers",
+        action="store_true",
+        help="also take the signatures, attestations and SBOMs attached to each image "
+        "(OCI referrers and cosign's .sig/.att/.sbom tags)",
+    )
+    parser.add_argument(
+        "--require-signature",
+        action="append",
+        type=Path,
+        metavar="KEY",
+        help="refuse an image unless a cosign signature of it verifies with this public "
+        "key (PEM: ECDSA P-256, Ed25519 or RSA; repeatable: any may verify); implies "
+        "--referrers",
+    )

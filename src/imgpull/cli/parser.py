@@ -30,6 +30,7 @@ from imgpull.cli.options import (
     list_option,
     network_options,
     platform_options,
+    signature_options,
     size,
 )
 from imgpull.demo.cli import add_demo
@@ -106,6 +107,7 @@ def add_pull(commands: Commands) -> None:
         "the OCI view holds the whole index (digest preserved); the Docker view loads the "
         "host's platform",
     )
+    signature_options(parser)
     jobs_option(parser, "downloads")
     parser.add_argument(
         "--cache-dir",
@@ -167,6 +169,7 @@ def add_copy(commands: Commands) -> None:
         "the whole index, every platform, digests preserved",
     )
     image_repository_option(parser)
+    signature_options(parser)
     jobs_option(parser, "blob copies")
     network_options(parser)
     common_options(parser)

@@ -11,6 +11,7 @@ from imgpull.model import Index, Platform, PlatformSelection
 from imgpull.naming import destination_for
 from imgpull.ops.common import parse_references, settings_or_default
 from imgpull.ops.results import Copied
+from imgpull.ops.signed import KeyPaths, load_keys, require_signatures
 from imgpull.progress import SILENT, Reporter
 from imgpull.reference import Reference
 from imgpull.registry.session import Registries, scope_credentials
@@ -29,6 +30,8 @@ def copy(
     platform: str | Platform | Sequence[Platform | str] | None = None,
     all_platforms: bool = False,
     image_repository: str | None = None,
+    referrers: bool = False,
+    require_signature: KeyPaths = None,
     settings: Settings | None = None,
     reporter: Reporter = SILENT,
 ) -> list[Copied]:
@@ -49,10 +52,16 @@ def copy(
     ]
     settings = scope_credentials(settings_or_default(settings), (t.registry for t in targets))
     selection = PlatformSelection.of(platform, all_platforms)
+    keys = load_keys(require_signature)
     registries = Registries(settings, reporter)
     try:
-        source = RegistrySource(registries, refs, reporter=reporter, read_configs=False)
+        source = RegistrySource(
+            registries, refs, reporter=reporter, read_configs=False,
+            referrers=referrers or bool(keys),
+        )  # fmt: skip
         images = source.resolve(selection)
+        if keys:
+            require_signatures(source, images, keys)
         placements = [
             Placement(image, (target,)) for image, target in zip(images, targets, strict=True)
         ]

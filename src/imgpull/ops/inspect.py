@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from imgpull.config.settings import Settings
+from imgpull.digest import Digest
 from imgpull.errors import UsageError
 from imgpull.model import Descriptor, ImageConfig, Index, Manifest, Platform
 from imgpull.ops.common import parse_references, settings_or_default
 from imgpull.progress import SILENT, Reporter
 from imgpull.reference import Reference, parse_repository
+from imgpull.registry import referrers
 from imgpull.registry.client import RegistryClient
 from imgpull.registry.session import Endpoint, Registries
 
@@ -43,6 +45,7 @@ def inspect(
             "endpoint": endpoint.label,
         }
         client = endpoint.client
+        result["referrers"] = _referrers(client, ref, found.digest)
         if isinstance(found, Manifest):
             result.update(_describe(client, ref, found, registries.settings))
             return result
@@ -57,6 +60,25 @@ def inspect(
         return result
     finally:
         registries.close()
+
+
+def _referrers(client: RegistryClient, ref: Reference, subject: Digest) -> list[dict[str, Any]]:
+    """What refers to ``subject``: signatures, attestations, SBOMs, however stored."""
+    described = []
+    for attached in referrers.find(client, ref.repository, subject):
+        manifest = attached.manifest
+        entry: dict[str, Any] = {
+            "digest": str(manifest.digest),
+            "mediaType": manifest.media_type,
+            "artifactType": manifest.artifact_type or manifest.config.media_type,
+            "size": manifest.size,
+            "layers": [layer.media_type for layer in manifest.layers],
+            "found": f"tag {attached.tag}" if attached.tag else "referrer (subject)",
+        }
+        if manifest.annotations:
+            entry["annotations"] = dict(manifest.annotations)
+        described.append(entry)
+    return described
 
 
 def _entry(descriptor: Descriptor) -> dict[str, Any]:

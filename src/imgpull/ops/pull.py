@@ -15,6 +15,7 @@ from imgpull.model import Platform, PlatformSelection
 from imgpull.naming import safe_filename
 from imgpull.ops.common import open_store, parse_references, settings_or_default
 from imgpull.ops.results import PulledImage, PullResult
+from imgpull.ops.signed import KeyPaths, load_keys, require_signatures
 from imgpull.progress import SILENT, Reporter
 from imgpull.reference import Reference
 from imgpull.registry.session import Registries, scope_credentials
@@ -32,6 +33,8 @@ def pull(
     platform: str | Platform | Sequence[Platform | str] | None = None,
     all_platforms: bool = False,
     archive_format: ArchiveFormat = "docker",
+    referrers: bool = False,
+    require_signature: KeyPaths = None,
     settings: Settings | None = None,
     reporter: Reporter = SILENT,
 ) -> PullResult:
@@ -41,7 +44,9 @@ def pull(
     platforms ("linux/amd64,linux/arm64") or ``all_platforms`` put an index of those in
     the archive's OCI view, while its Docker view loads the first requested platform (or
     the host's). The archive appears only when everything succeeded; on any error
-    nothing is left at ``output``.
+    nothing is left at ``output``. ``referrers`` also takes the signatures, attestations
+    and SBOMs attached to each image (kept in the OCI view); ``require_signature`` (cosign
+    public key files) refuses images without a signature that verifies with one of them.
     """
     refs = parse_references(references, "pull")
     if not refs:
@@ -51,6 +56,7 @@ def pull(
             f"unknown archive format {archive_format!r}", f"use one of: {', '.join(FORMATS)}"
         )
     selection = PlatformSelection.of(platform, all_platforms)
+    keys = load_keys(require_signature)
     settings = scope_credentials(settings_or_default(settings), (r.registry for r in refs))
     destination = _destination(output, refs)
     registries = Registries(settings, reporter)
@@ -59,8 +65,12 @@ def pull(
     out: Output | None = None
     try:
         out = Output(destination)
-        source = RegistrySource(registries, refs, store=store, reporter=reporter)
+        source = RegistrySource(
+            registries, refs, store=store, reporter=reporter, referrers=referrers or bool(keys)
+        )
         images = source.resolve(selection)
+        if keys:
+            require_signatures(source, images, keys)
         if archive_format == "docker":
             for image in images:
                 _check_loadable(image)

@@ -12,10 +12,11 @@ from imgpull.digest import Digest
 from imgpull.errors import ConfigError
 from imgpull.model import Descriptor, Index, Manifest
 from imgpull.reference import Reference
+from imgpull.registry import referrers
 from imgpull.registry.client import RegistryClient
 from imgpull.registry.session import Registries
 from imgpull.registry.upload import blob_exists, mount_blob, put_manifest, upload_blob
-from imgpull.source import BlobContent, Placement
+from imgpull.source import Attached, BlobContent, Placement
 
 
 class RegistrySink:
@@ -121,6 +122,11 @@ class RegistrySink:
         else:
             reference = name.tag or (str(name.digest) if name.digest else "latest")
         return put_manifest(client, name.repository, reference, manifest.raw, manifest.media_type)
+
+    def put_attached(self, attached: Attached, name: Reference | None) -> None:
+        if name is None:
+            raise ConfigError("a signature to push has no destination name")
+        referrers.put(self.registries.client(name), name.repository, attached)
 
     def commit(self) -> None:
         """Nothing to do: each manifest is live once put, and put only after its blobs."""

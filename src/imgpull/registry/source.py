@@ -23,6 +23,7 @@ from imgpull.errors import DigestMismatchError, ImgpullError, NetworkError, Unsu
 from imgpull.model import Descriptor, ImageConfig, Index, Manifest, PlatformSelection, index_subset
 from imgpull.progress import Reporter
 from imgpull.reference import Reference
+from imgpull.registry import referrers
 from imgpull.registry.client import RangeIgnored
 from imgpull.registry.session import Endpoint, Registries
 from imgpull.registry.transport import Response, redact
@@ -45,9 +46,11 @@ class RegistrySource:
         store: BlobStore | None = None,
         reporter: Reporter,
         read_configs: bool = True,
+        referrers: bool = False,
     ) -> None:
         self.registries = registries
         self.read_configs = read_configs
+        self.referrers = referrers
         self.references = list(references)
         self.store = store
         self.reporter = reporter
@@ -83,6 +86,8 @@ class RegistrySource:
                 self._endpoints.setdefault(blob.digest, [endpoint, *others])
                 self._repository.setdefault(blob.digest, reference.repository)
         image = self._with_configs(found, [endpoint, *others], reference, selection)
+        if self.referrers:
+            image = self._with_referrers(image, endpoint, reference)
         kind = "" if image.primary.is_image else image.primary.kind
         self.reporter.resolved(reference.familiar, str(image.resolved), image.platform, kind)
         return image
@@ -141,6 +146,27 @@ class RegistrySource:
         if single and image.platform is not None:
             selection.check_single(reference.familiar, image.platform)
         return image
+
+    def _with_referrers(
+        self, image: SourceImage, endpoint: Endpoint, reference: Reference
+    ) -> SourceImage:
+        """The image with what refers to it (and to each platform's manifest) attached;
+        their blobs come from the same endpoint, as the image's do."""
+        subjects = dict.fromkeys(
+            [image.resolved, image.top.digest, *(m.digest for m in image.manifests)]
+        )
+        attached = [
+            found
+            for subject in subjects
+            for found in referrers.find(endpoint.client, reference.repository, subject)
+        ]
+        others = [e for e in self.registries.endpoints(reference) if e.host != endpoint.host]
+        with self._lock:
+            for item in attached:
+                for blob in item.manifest.blobs:
+                    self._endpoints.setdefault(blob.digest, [endpoint, *others])
+                    self._repository.setdefault(blob.digest, reference.repository)
+        return dataclasses.replace(image, attached=tuple(attached))
 
     def _child(
         self, endpoint: Endpoint, reference: Reference, index: Index, child: Descriptor
