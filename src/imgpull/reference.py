@@ -49,6 +49,7 @@ from typing import Final
 
 from imgpull.digest import Digest
 from imgpull.errors import InvalidReferenceError, UnsupportedError
+from imgpull.text import shown
 
 __all__ = [
     "DEFAULT_TAG",
@@ -111,16 +112,10 @@ _TAG_RE: Final = re.compile(_TAG, re.ASCII)
 _DIGEST_RE: Final = re.compile(_DIGEST, re.ASCII)
 _IDENTIFIER_RE: Final = re.compile(r"[a-f0-9]{64}", re.ASCII)
 
-_SHOWN_MAX: Final = 120
-
 
 def _shown(text: str) -> str:
-    """The input as it appears in a one-line message: escaped if needed, shortened."""
-    if not text.isprintable():
-        text = text.encode("unicode_escape").decode("ascii")
-    if len(text) > _SHOWN_MAX:
-        text = text[: _SHOWN_MAX - 3] + "..."
-    return text.replace('"', '\\"')
+    """The input as it appears between quotes in a one-line message."""
+    return shown(text).replace('"', '\\"')
 
 
 def _error(text: str, reason: str, hint: str = FORM_HINT) -> InvalidReferenceError:

@@ -22,11 +22,23 @@ class Parser(argparse.ArgumentParser):
 
 def network_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("registry access")
+    _credential_options(group)
+    _tls_options(group)
+    _timing_options(group)
+    _route_options(group)
+
+
+def _credential_options(group: argparse._ArgumentGroup) -> None:
+    """Who we are."""
     group.add_argument("-u", "--username", help="registry user name")
     group.add_argument("-p", "--password", help="password (prefer --password-stdin)")
     group.add_argument(
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
+
+
+def _tls_options(group: argparse._ArgumentGroup) -> None:
+    """Whom we trust."""
     group.add_argument(
         "--insecure",
         action="store_true",
@@ -48,6 +60,10 @@ def network_options(parser: argparse.ArgumentParser) -> None:
         help="trust the CA certificates in this PEM file (repeatable); "
         "SSL_CERT_FILE is honoured too",
     )
+
+
+def _timing_options(group: argparse._ArgumentGroup) -> None:
+    """How long we wait, and how often we try again."""
     group.add_argument(
         "--retries",
         type=int,
@@ -90,6 +106,10 @@ def network_options(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="give up on the whole command after this long (slow bodies included)",
     )
+
+
+def _route_options(group: argparse._ArgumentGroup) -> None:
+    """Which way requests go."""
     group.add_argument(
         "--proxy",
         metavar="URL",

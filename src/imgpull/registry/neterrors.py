@@ -31,48 +31,9 @@ def translate(exc: BaseException, url: str, proxy: str | None = None) -> Network
     if isinstance(exc, Urllib3ProxyError) or (
         proxied and isinstance(exc, (NewConnectionError, ConnectTimeoutError))
     ):
-        where = redact_proxy(proxy) if proxy else "the proxy"
-        reason = _reason(exc)
-        if "407" in reason:
-            return ProxyError(
-                f"proxy {where} refused the credentials for {host} (HTTP 407)",
-                "check user:password in the proxy URL",
-                temporary=False,
-            )
-        return ProxyError(
-            f"proxy {where} failed while connecting to {host}: {reason}",
-            "check --proxy or HTTPS_PROXY/ALL_PROXY, that the proxy is running, and its "
-            "credentials",
-        )
+        return _proxy_error(exc, host, proxy)
     if isinstance(exc, SSLError):
-        reason = _reason(exc)
-        upper = reason.upper()
-        if "CERTIFICATE_VERIFY_FAILED" in upper or "CERTIFICATE VERIFY FAILED" in upper:
-            return TLSError(
-                f"TLS certificate of {host} is not trusted: {reason}",
-                "add its CA with --ca-cert FILE, SSL_CERT_FILE or certs.d/HOST/ca.crt, or use "
-                "--insecure-registry HOST if you trust the network",
-            )
-        if "ALERT" in upper and "CERTIFICATE" in upper:
-            return TLSError(
-                f"{host} refused the TLS client certificate: {reason}",
-                f"it wants a client certificate: put client.cert and client.key in "
-                f"/etc/docker/certs.d/{host}/ (or IMGPULL_CERTS_DIR)",
-            )
-        if "WRONG_VERSION_NUMBER" in upper or "RECORD_LAYER" in upper or "HTTP_REQUEST" in upper:
-            plain = TLSError(
-                f"TLS handshake with {host} failed: {reason}",
-                f"the registry may speak plain HTTP; if so, allow it with "
-                f"--insecure-registry {host}",
-            )
-            plain.maybe_plain_http = True
-            return plain
-        other = TLSError(
-            f"TLS handshake with {host} failed: {reason}",
-            "check that the registry speaks HTTPS on that port",
-        )
-        other.maybe_plain_http = True
-        return other
+        return _tls_error(exc, host)
     if isinstance(exc, NameResolutionError):
         return NetworkError(
             f"cannot resolve host {parts.hostname}", "check the registry name and your DNS"
@@ -92,6 +53,45 @@ def translate(exc: BaseException, url: str, proxy: str | None = None) -> Network
     if isinstance(exc, ProtocolError):
         return NetworkError(f"connection to {host} was dropped: {_reason(exc)}")
     return NetworkError(f"request to {host} failed: {_reason(exc)}")
+
+
+def _proxy_error(exc: BaseException, host: str, proxy: str | None) -> ProxyError:
+    where = redact_proxy(proxy) if proxy else "the proxy"
+    reason = _reason(exc)
+    if "407" in reason:
+        return ProxyError(
+            f"proxy {where} refused the credentials for {host} (HTTP 407)",
+            "check user:password in the proxy URL",
+            temporary=False,
+        )
+    return ProxyError(
+        f"proxy {where} failed while connecting to {host}: {reason}",
+        "check --proxy or HTTPS_PROXY/ALL_PROXY, that the proxy is running, and its credentials",
+    )
+
+
+def _tls_error(exc: BaseException, host: str) -> TLSError:
+    reason = _reason(exc)
+    upper = reason.upper()
+    if "CERTIFICATE_VERIFY_FAILED" in upper or "CERTIFICATE VERIFY FAILED" in upper:
+        return TLSError(
+            f"TLS certificate of {host} is not trusted: {reason}",
+            "add its CA with --ca-cert FILE, SSL_CERT_FILE or certs.d/HOST/ca.crt, or use "
+            "--insecure-registry HOST if you trust the network",
+        )
+    if "ALERT" in upper and "CERTIFICATE" in upper:
+        return TLSError(
+            f"{host} refused the TLS client certificate: {reason}",
+            f"it wants a client certificate: put client.cert and client.key in "
+            f"/etc/docker/certs.d/{host}/ (or IMGPULL_CERTS_DIR)",
+        )
+    if "WRONG_VERSION_NUMBER" in upper or "RECORD_LAYER" in upper or "HTTP_REQUEST" in upper:
+        hint = f"the registry may speak plain HTTP; if so, allow it with --insecure-registry {host}"
+    else:
+        hint = "check that the registry speaks HTTPS on that port"
+    failed = TLSError(f"TLS handshake with {host} failed: {reason}", hint)
+    failed.maybe_plain_http = True
+    return failed
 
 
 def _reason(exc: BaseException) -> str:
