@@ -69,7 +69,7 @@ def test_the_parser_is_described_with_static_choices(parser: argparse.ArgumentPa
     assert pull["-o"].paths and pull["-o"].takes_value
     assert not pull["--no-cache"].takes_value
     assert pull["--mirror"].repeatable
-    assert by_name["cache"].arguments == ("show", "prune")
+    assert by_name["cache"].arguments == ("show", "verify", "prune", "forget")
     assert by_name["completion"].arguments == SHELLS
     assert by_name["push"].paths and not by_name["pull"].paths
 
@@ -113,7 +113,7 @@ def test_bash_completes_commands_options_and_values(
         "linux/arm/v6",
     ]
     assert {"pull", "completion", "--help"} <= set(_bash_complete(bash, "imgpull "))
-    assert _bash_complete(bash, "imgpull cache ") == ["show", "prune"]
+    assert _bash_complete(bash, "imgpull cache ") == ["show", "verify", "prune", "forget"]
     assert _bash_complete(bash, "imgpull completion ") == list(SHELLS)
     (tmp_path / "bundle.tar").write_bytes(b"")
     assert _bash_complete(bash, f"imgpull push {tmp_path}/bun") == [f"{tmp_path}/bundle.tar"]
