@@ -22,6 +22,7 @@ from tests.archive_view import ArchiveView
 from tests.conftest import BASIC_PASSWORD, BASIC_USER, FreshEnv
 from tests.fixtures.faultproxy import (
     ConnectionThrottle,
+    Corrupt,
     Delay,
     FaultProxy,
     IgnoreRange,
@@ -212,6 +213,35 @@ def test_racing_mirrors_never_get_the_registry_credentials(
             assert "authorization" not in seen.headers, f"{name}: {seen.method} {seen.target}"
             sent = f"{seen.target} {seen.headers}".encode()
             assert not any(s in sent for s in secrets), f"{name}: {seen.method} {seen.target}"
+
+
+@pytest.mark.parametrize("by", ["digest", "tag"])
+def test_racing_never_picks_an_answer_that_fails_its_check(
+    registry: RegistryServer,
+    standard_images: StandardImages,
+    fault_proxy_factory: Callable[..., FaultProxy],
+    out: Path,
+    by: str,
+) -> None:
+    """The first mirror to answer sends a manifest with one byte flipped (by digest, the
+    requested digest fails; by tag, the Docker-Content-Digest it relays does), a slower
+    one sends the truth: the archive holds the true manifest, the liar is named."""
+    hello = standard_images.hello
+    liar = fault_proxy_factory(registry)
+    liar.add_rule(Rule(path=MANIFESTS, times=None, action=Corrupt(offset=20)))
+    honest = fault_proxy_factory(registry)
+    honest.add_rule(Rule(path=MANIFESTS, times=None, action=Delay(1)))
+    mirrors = [arg for m in (liar, honest) for arg in mirror_of(registry.host, m.url)]
+    ref = (
+        f"{registry.host}/test/hello@{hello.manifest_digest}"
+        if by == "digest"
+        else hello.ref(registry.host)
+    )
+    watched = watch_imgpull("pull", ref, "-o", str(out), *mirrors, time_limit=60)
+    assert_pulled(watched, out, standard_images)
+    assert ArchiveView.read(out).index_digests == [hello.manifest_digest]
+    assert liar.requests_to("GET", MANIFESTS), "the lying mirror was not asked"
+    assert lines_naming(watched, liar.host), watched.describe()
 
 
 RACE_SCRIPT = """
