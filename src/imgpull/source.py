@@ -16,7 +16,7 @@ import io
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Protocol, runtime_checkable
+from typing import BinaryIO, Final, Protocol, runtime_checkable
 
 from imgpull.digest import Digest, Verifier, VerifyingReader
 from imgpull.errors import ImgpullError
@@ -112,6 +112,12 @@ class BlobContent(Protocol):
 
 class PiecesRefused(ImgpullError):
     """The source cannot serve this blob in parts: take it in one stream."""
+
+
+# How many pieces a slow blob is cut into, each over its own connection; a source keeps
+# this many connections per parallel blob (-j) for pieces, so every piece of every slow
+# blob moves at once.
+PIECE_CONNECTIONS: Final = 4
 
 
 @runtime_checkable

@@ -22,6 +22,7 @@ from imgpull.model import Descriptor, Index, Manifest
 from imgpull.progress import Reporter
 from imgpull.reference import Reference
 from imgpull.source import (
+    PIECE_CONNECTIONS,
     BlobContent,
     ImageSink,
     ImageSource,
@@ -38,8 +39,8 @@ MIB: Final = 1024 * 1024
 # pieces over several connections (a throttling proxy or a long path keeps each one
 # slow); a fast link finishes big blobs before the question comes up.
 SPLIT_IF_LONGER: Final = 2.0
+SPLIT_AFTER: Final = 0.5  # seconds of one stream before its rate is judged
 MIN_SPLIT: Final = 16 * MIB
-PIECE_CONNECTIONS: Final = 4
 # Wrong bytes from one endpoint are worth another endpoint's try, a few times at most.
 _MAX_BAD_COPIES: Final = 4
 
@@ -164,12 +165,12 @@ class _Split(Exception):
 def _worth_splitting(
     source: ImageSource, descriptor: Descriptor, started: float, start: int, position: int
 ) -> bool:
-    """After a second of a single stream: would the rest take longer than SPLIT_IF_LONGER
+    """After SPLIT_AFTER seconds of a single stream: would the rest take longer than SPLIT_IF_LONGER
     at this rate? (On a fast link a big blob is done in a moment; on a throttled or far
     one, several connections move it several times faster.)"""
     elapsed = time.monotonic() - started
     left = descriptor.size - position
-    if elapsed < 1.0 or left < MIN_SPLIT or descriptor.urls:
+    if elapsed < SPLIT_AFTER or left < MIN_SPLIT or descriptor.urls:
         return False
     if not isinstance(source, PieceSource):
         return False

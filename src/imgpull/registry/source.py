@@ -27,12 +27,15 @@ from imgpull.registry import referrers
 from imgpull.registry.client import RangeIgnored
 from imgpull.registry.session import Endpoint, Registries
 from imgpull.registry.transport import Response, redact
-from imgpull.source import BytesContent, SourceImage
+from imgpull.source import PIECE_CONNECTIONS, BytesContent, SourceImage
 from imgpull.workers import Cancelled, run_parallel
 
 log = logging.getLogger("imgpull.registry.source")
 
 _READ: Final = 1024 * 1024
+# Pieces are slow streams by definition (that is why a blob was cut), and there are up to
+# 4 per parallel blob: smaller reads keep their buffers' sum small.
+_PIECE_READ: Final = 256 * 1024
 
 
 class RegistrySource:
@@ -228,7 +231,7 @@ class RegistrySource:
         sends whole blobs (the caller falls back to one stream)."""
         with self._lock:
             if self._pieces is None:
-                workers = max(1, self.registries.settings.jobs)
+                workers = max(1, self.registries.settings.jobs) * PIECE_CONNECTIONS
                 self._pieces = ThreadPoolExecutor(workers, thread_name_prefix="imgpull-piece")
             pool = self._pieces
 
@@ -241,7 +244,7 @@ class RegistrySource:
             try:
                 with writer() as handle:
                     handle.seek(start)
-                    while data := stream.read(_READ):
+                    while data := stream.read(_PIECE_READ):
                         if stop.is_set():
                             raise Cancelled
                         handle.write(data)
