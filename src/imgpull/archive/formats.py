@@ -200,7 +200,10 @@ def load_oci(
         found = oci_manifest(members, descriptors[0], what, blob_path)
         if isinstance(found, Manifest):
             image = oci_image(members, found, descriptors[0], names, tags, what, blob_path)
-            belongs = None if names else _attached_to(found, descriptors)
+            # Named, or tagged as itself ("sbom"), it is an image of its own, pushed by
+            # name; otherwise what it refers to decides where it goes.
+            own = names or any(not COSIGN_TAG_RE.fullmatch(tag) for tag in tags if tag)
+            belongs = None if own else _attached_to(found, descriptors)
             if belongs is not None:
                 attached.append(ArchivedAttached(image, *belongs))
             else:
