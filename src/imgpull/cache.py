@@ -149,14 +149,16 @@ class BlobStore:
 
     def _write_stamp(self, digest: Digest) -> None:
         stamp = self._stamp(digest)
+        temp = stamp.with_name(f".{stamp.name}.{os.getpid()}")
         try:
             stamp.parent.mkdir(parents=True, exist_ok=True)
             fingerprint = _fingerprint(self.path(digest).stat())
-            temp = stamp.with_name(f".{stamp.name}.{os.getpid()}")
             temp.write_text(fingerprint + "\n", encoding="ascii")
             os.replace(temp, stamp)
         except OSError:
-            pass  # without a stamp the blob is hashed again when used: slower, not wrong
+            # Without a stamp the blob is hashed again when used: slower, not wrong.
+            with contextlib.suppress(OSError):
+                temp.unlink()
 
     def _remove(self, digest: Digest) -> None:
         for path in (self.path(digest), self._stamp(digest)):
@@ -392,8 +394,13 @@ class PartialBlob:
             "done": sorted(self._done),
         }
         temp = self._pieces_path.with_name(f".{self._pieces_path.name}.{threading.get_ident()}")
-        temp.write_text(json.dumps(record))
-        os.replace(temp, self._pieces_path)
+        try:
+            temp.write_text(json.dumps(record))
+            os.replace(temp, self._pieces_path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                temp.unlink()  # a full disk must not keep one file per piece
+            raise
 
     @property
     def pieces_done_bytes(self) -> int:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from imgpull.errors import EXIT_USAGE
 from tests.cli import assert_clean_failure, run_imgpull
+from tests.fixtures.hostile import RSS_KILL, assert_secure_outcome
+from tests.fixtures.procwatch import watch_imgpull
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "k8s"
 KUBE_PROMETHEUS = DATA / "kube-prometheus" / "manifests"
@@ -226,14 +227,20 @@ def test_a_partial_in_place_failure_says_what_was_rewritten(tmp_path: Path) -> N
 
 @pytest.mark.parametrize("command", [["images"], ["rewrite", "--to", "r.local"]])
 def test_dev_zero_and_huge_inputs_end_at_once(tmp_path: Path, command: list[str]) -> None:
-    started = time.monotonic()
-    zero = run_imgpull(*command, "/dev/zero")
-    assert_clean_failure(zero, code=EXIT_USAGE, contains="/dev/zero: a binary file")
+    """Issue 9: no input exhausts memory; watched, each run stays below 100 MiB of peak
+    RSS (VmHWM) and ends at once (these commands read files only: no --timeout)."""
+    zero = watch_imgpull(*command, "/dev/zero", time_limit=30, rss_limit=RSS_KILL)
+    assert_secure_outcome(
+        zero, code=EXIT_USAGE, timeout=None, within=10, contains="/dev/zero: a binary file"
+    )
     big = tmp_path / "big.yaml"
     big.write_bytes(b"# x\n" * 300_000)
-    capped = run_imgpull(*command, str(big), "--max-size", "1M")
-    assert_clean_failure(capped, code=EXIT_USAGE, contains="larger than the 1 MB limit")
-    assert time.monotonic() - started < 30
+    capped = watch_imgpull(
+        *command, str(big), "--max-size", "1M", time_limit=30, rss_limit=RSS_KILL
+    )
+    assert_secure_outcome(
+        capped, code=EXIT_USAGE, timeout=None, within=10, contains="larger than the 1 MB limit"
+    )
 
 
 @pytest.mark.parametrize("command", [["images"], ["rewrite", "--to", "r.local"]])

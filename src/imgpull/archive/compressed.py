@@ -22,6 +22,7 @@ from typing import BinaryIO, Final, cast
 from imgpull.archive.members import (
     CHUNK,
     HEAD,
+    BoundedTarInfo,
     Entry,
     ReadAt,
     Store,
@@ -85,7 +86,7 @@ class CompressedTar(Store):
         cached = 0
         stream = self._decompressor()
         try:
-            with tarfile.open(fileobj=stream, mode="r:") as tar:
+            with tarfile.open(fileobj=stream, mode="r:", tarinfo=BoundedTarInfo) as tar:
                 for info in tar:
                     self.index.add(info)
                     name = member_name(info.name)

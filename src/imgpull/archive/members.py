@@ -35,6 +35,18 @@ HEAD: Final = 16
 _MAX_LINK_HOPS: Final = 16
 # No image has this many files at its top level; a tar that does is an attack.
 MAX_MEMBERS: Final = 100_000
+# tarfile reads a PAX header or a GNU long name whole: a bigger one is an attack (a
+# 1 MB .tar.gz can claim a 1 GiB header). Go's archive/tar has the same 1 MiB limit.
+MAX_EXTENDED_HEADER: Final = MiB
+_EXTENDED_TYPES: Final = frozenset(
+    {
+        tarfile.XHDTYPE,
+        tarfile.XGLTYPE,
+        tarfile.SOLARIS_XHDTYPE,
+        tarfile.GNUTYPE_LONGNAME,
+        tarfile.GNUTYPE_LONGLINK,
+    }
+)
 
 
 def strip_dot(name: str) -> str:
@@ -51,7 +63,11 @@ def member_name(name: str) -> str | None:
     if ".." in name.split("/"):
         return None
     normal = posixpath.normpath(name)
-    return None if normal in (".", "") else normal
+    if normal in (".", ""):
+        return None
+    # The name itself when it is already normal: an index of 100,000 members (what
+    # MAX_MEMBERS allows) then holds one copy of each name, not three.
+    return name if normal == name else normal
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +96,38 @@ class Store:
 
     def close(self) -> None:
         raise NotImplementedError
+
+
+class BoundedTarInfo(tarfile.TarInfo):
+    """tarfile's headers with their memory bounded: an extended header larger than
+    MAX_EXTENDED_HEADER, and sparse members (whose maps tarfile reads whole, however
+    long; images never hold sparse files), are refused before tarfile reads them."""
+
+    def _proc_member(self, tar: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type in _EXTENDED_TYPES and self.size > MAX_EXTENDED_HEADER:
+            raise Problem(
+                f"the archive has a tar extended header of {self.size} bytes, more than "
+                f"the {MAX_EXTENDED_HEADER} any archive needs",
+                NOT_AN_ARCHIVE,
+            )
+        if self.type == tarfile.GNUTYPE_SPARSE:
+            raise _sparse(self.name)
+        member: tarfile.TarInfo = super()._proc_member(tar)  # type: ignore[misc]
+        return member
+
+    # PAX sparse formats 0.0, 0.1 and 1.0 (tarfile calls these once the headers are read)
+    def _proc_gnusparse_00(self, following: tarfile.TarInfo, *_: object) -> None:
+        raise _sparse(following.name)
+
+    def _proc_gnusparse_01(self, following: tarfile.TarInfo, *_: object) -> None:
+        raise _sparse(following.name)
+
+    def _proc_gnusparse_10(self, following: tarfile.TarInfo, *_: object) -> None:
+        raise _sparse(following.name)
+
+
+def _sparse(name: str) -> Problem:
+    return Problem(f"{shown(name)} is a sparse file, which images never hold", NOT_AN_ARCHIVE)
 
 
 class TarIndex:
@@ -149,7 +197,7 @@ class PlainTar(Store):
         self.file_size = path.stat().st_size
         self.index = TarIndex()
         try:
-            with tarfile.open(path, "r:") as tar:
+            with tarfile.open(path, "r:", tarinfo=BoundedTarInfo) as tar:
                 for info in tar:
                     self.index.add(info)
         except index_errors() as exc:

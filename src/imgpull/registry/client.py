@@ -87,7 +87,11 @@ class RegistryClient:
         if response.status != 200:
             response.discard()
             return TokenResponse(response.status, b"")
-        return TokenResponse(200, response.read(TOKEN_ANSWER_LIMIT, "the token answer"))
+        try:
+            answer = response.read(TOKEN_ANSWER_LIMIT, "the token answer")
+        except RegistryError as exc:  # an endless answer is the token flow failing
+            raise AuthError(exc.message, exc.hint) from None
+        return TokenResponse(200, answer)
 
     def ping(self) -> str:
         """Find the scheme that works and the auth the registry wants; returns the base URL."""

@@ -124,8 +124,13 @@ class EndpointMemory:
             for name, hosts in registries.items()
         }
         temp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
-        temp.write_text(json.dumps({"version": 1, "registries": kept}, indent=1))
-        os.replace(temp, self.path)
+        try:
+            temp.write_text(json.dumps({"version": 1, "registries": kept}, indent=1))
+            os.replace(temp, self.path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                temp.unlink()  # a full disk must not keep one file per run
+            raise
 
     def forget(self) -> bool:
         """Remove the file; True when there was one."""

@@ -367,8 +367,11 @@ class _ResumingStream:
         http = self.source.registries.http
         http.deadline.check()
         where = redact(url) if url else endpoint.label
-        self.errors.append(f"{where}: {exc.message}")
+        self.errors.append(exc.message if where in exc.message else f"{where}: {exc.message}")
         self.failures += 1
+        # A place that stalled (no data, or too little, for --speed-time) is not asked
+        # again while another can serve; the last one is, up to --retries times, since a
+        # new connection often cures a stuck one (and resumes where it stood).
         stalled = isinstance(exc, NetworkError) and exc.stalled and len(self.places) > 1
         if not exc.temporary or stalled or self.failures > http.policy.retries:
             self.places.pop(0)
@@ -383,7 +386,9 @@ class _ResumingStream:
 
     def _exhausted(self) -> ImgpullError:
         left = self.descriptor.size - self.position
-        detail = "; ".join(self.errors[-3:]) or "no endpoint"
+        detail = "; ".join(dict.fromkeys(self.errors[-3:])) or "no endpoint"
+        if len(self.errors) > 1:
+            detail += f" ({len(self.errors)} tries)"
         return NetworkError(
             f"{detail} (blob {self.descriptor.digest.short}, {left} of "
             f"{self.descriptor.size} bytes left)",

@@ -41,6 +41,7 @@ DEFAULT_BODY_LIMIT: Final = 4 * 1024 * 1024
 DRAIN_LIMIT: Final = 64 * 1024
 READ_SIZE: Final = 1024 * 1024
 CANCELLED: Final = "cancelled"
+BACKSTOP_MARGIN: Final = 1.0  # seconds the socket timeout leaves the watchdog
 
 Body = bytes | BinaryIO | None
 
@@ -354,9 +355,11 @@ class HttpClient:
             return pool
 
     def _timeout(self, first_byte: float) -> urllib3.Timeout:
-        # Socket timeouts are the backstop; the watchdog enforces the real limits.
+        # Socket timeouts are the backstop; the watchdog enforces the real limits. The
+        # backstop comes a second later: a socket timing out together with the low-speed
+        # window would be an ordinary error, and the stalled endpoint asked again.
         connect = self.deadline.cap(self.settings.connect_timeout)
-        read = self.deadline.cap(max(first_byte, self.speed.window))
+        read = self.deadline.cap(max(first_byte, self.speed.window) + BACKSTOP_MARGIN)
         return urllib3.Timeout(connect=max(connect, 0.001), read=max(read, 0.001))
 
     def _follow(

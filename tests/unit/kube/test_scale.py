@@ -1,8 +1,12 @@
 """Large inputs: rewrite and images stay linear in time and memory.
 
-The bounds are loose on purpose (shared CI machines); the measured figures on an idle
-2-core machine are in the README's images/rewrite section: about 4 s and 115 MiB for a
-10 MB file with 5,000 images.
+Issue 9's target for a 10 MB file with 5,000 images: under 5 s and under 200 MiB. Memory
+is asserted at that bound (the peak is a property of the code); time only loosely
+(shared CI machines; speed belongs to the benchmark). Measured on the 2-core machine
+while a benchmark ran, three runs each: rewrite 2.7-4.4 s and 91 MiB (diff) / 95 MiB
+(--in-place); images 2.0-2.7 s and 76 MiB. The real CLI (``imgpull rewrite FILE --mirror
+quay.io=quay.mirrors.ustc.edu.cn``, peak from outside: ``/usr/bin/time -v`` and
+``tests.fixtures.procwatch``) gives the same: 2.6-4.2 s and 95 MiB.
 """
 
 from __future__ import annotations
@@ -89,13 +93,13 @@ def test_rewrite_of_ten_megabytes(large: Path, tmp_path: Path, in_place: bool) -
         assert target.read_text().count("quay.mirrors.ustc.edu.cn/org/app-") == 5000
     else:
         assert done.stdout.count(b"\n+        image: quay.mirrors.ustc.edu.cn/") == 5000
-    assert seconds < 60, seconds  # about 4 s on an idle machine
-    assert peak_kib < 350 * 1024, peak_kib  # about 115 MiB
+    assert seconds < 60, seconds  # 2.7-4.4 s measured
+    assert peak_kib < 200 * 1024, peak_kib  # 91 MiB (diff), 95 MiB (--in-place) measured
 
 
 def test_images_of_ten_megabytes(large: Path) -> None:
     done, seconds, peak_kib = measure("images", str(large))
     assert done.returncode == 0, done.stderr[-2000:]
     assert len(done.stdout.splitlines()) == 5000
-    assert seconds < 60, seconds
-    assert peak_kib < 300 * 1024, peak_kib
+    assert seconds < 60, seconds  # 2.0-2.7 s measured
+    assert peak_kib < 200 * 1024, peak_kib  # 76 MiB measured
