@@ -446,7 +446,10 @@ class PartialBlob:
 
     def write(self, chunk: bytes | memoryview) -> None:
         assert self._file is not None
-        self._file.write(chunk)
+        try:
+            self._file.write(chunk)
+        except OSError as exc:  # a full cache disk names the cache, not nothing
+            raise OSError(exc.errno, exc.strerror, str(self.path)) from exc
 
     def restart(self) -> None:
         """Forget what is on disk (bytes from a lying server must not seed another try)."""

@@ -894,7 +894,10 @@ def test_a_full_disk_at_the_output_leaves_nothing_there(
 
     watched = pull(ref, "-o", str(disk / "out.tar"), *(["--no-cache"] if cache != "cache" else []))
 
-    assert_clean_error(watched, code=EXIT_ERROR, contains=["No space left on device"])
+    # The line names what filled up: the archive, or (with --no-cache) the throwaway
+    # store beside it.
+    named = str(disk / "out.tar") if cache == "cache" else str(disk)
+    assert_clean_error(watched, code=EXIT_ERROR, contains=["No space left on device", named])
     assert os.listdir(disk) == []
 
 
@@ -911,7 +914,7 @@ def test_a_full_disk_under_the_cache_fails_cleanly(
 
     watched = pull(ref, "--cache-dir", str(cache), "-o", str(out))
 
-    assert_clean_error(watched, code=EXIT_ERROR, contains=["No space left on device"])
+    assert_clean_error(watched, code=EXIT_ERROR, contains=["No space left on device", str(cache)])
     assert os.listdir(out.parent) == []
     assert temporary_files(cache) == []
 

@@ -11,10 +11,11 @@ Manifests follow the blobs, then ``index.json`` and, for the docker format, Dock
 
 from __future__ import annotations
 
+import errno
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Concatenate, ParamSpec, TypeVar
 
 from imgpull.archive.layout import (
     ArchiveFormat,
@@ -32,6 +33,28 @@ from imgpull.model import Descriptor, Index, Manifest
 from imgpull.progress import SILENT, Reporter
 from imgpull.reference import Reference
 from imgpull.source import Attached, BlobContent, Placement
+
+P = ParamSpec("P")
+R = TypeVar("R")
+# What a full or read-only disk says; only the output can be the one written here.
+_WRITE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
+
+
+def _names_output(
+    method: Callable[Concatenate[ArchiveSink, P], R],
+) -> Callable[Concatenate[ArchiveSink, P], R]:
+    """A full disk names the archive ("No space left on device: out.tar"), not nothing:
+    the cache lives on another disk as often as not."""
+
+    def wrapper(self: ArchiveSink, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(self, *args, **kwargs)
+        except OSError as exc:
+            if exc.filename is not None or exc.errno not in _WRITE_ERRORS:
+                raise
+            raise OSError(exc.errno, exc.strerror, self.output.shown) from exc
+
+    return wrapper
 
 
 class ArchiveSink:
@@ -70,6 +93,7 @@ class ArchiveSink:
                         known.add(blob.digest)
                         self._order.append(blob)
 
+    @_names_output
     def begin_images(self, images: Sequence[ArchiveImage]) -> None:
         """What the archive will hold; writes its first members."""
         self._images = list(images)
@@ -98,6 +122,7 @@ class ArchiveSink:
     def has_blob(self, descriptor: Descriptor, placements: Sequence[Placement]) -> bool:
         return False  # the transfer gives each blob once; an archive starts empty
 
+    @_names_output
     def put_blob(
         self,
         content: BlobContent,
@@ -144,6 +169,7 @@ class ArchiveSink:
         with content.open() as reader:
             self.tar.add_file(name, reader, descriptor.size)  # type: ignore[arg-type]
 
+    @_names_output
     def put_manifest(
         self, manifest: Manifest | Index, name: Reference | None, *, by_digest: bool = False
     ) -> Digest:
@@ -178,6 +204,7 @@ class ArchiveSink:
         if all(a.manifest.digest != attached.manifest.digest for a in self._attached):
             self._attached.append(attached)
 
+    @_names_output
     def commit(self) -> None:
         self._finish_blobs()
         self._write_manifests()
