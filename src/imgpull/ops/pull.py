@@ -48,13 +48,7 @@ def pull(
     and SBOMs attached to each image (kept in the OCI view); ``require_signature`` (cosign
     public key files) refuses images without a signature that verifies with one of them.
     """
-    refs = parse_references(references, "pull")
-    if not refs:
-        raise UsageError("no image references given", "name at least one image to pull")
-    if archive_format not in FORMATS:
-        raise UsageError(
-            f"unknown archive format {archive_format!r}", f"use one of: {', '.join(FORMATS)}"
-        )
+    refs = _checked(references, archive_format)
     selection = PlatformSelection.of(platform, all_platforms)
     keys = load_keys(require_signature)
     settings = scope_credentials(settings_or_default(settings), (r.registry for r in refs))
@@ -76,16 +70,8 @@ def pull(
                 _check_loadable(image)
         placements = [Placement(image, (ref,)) for ref, image in zip(refs, images, strict=True)]
         sink = ArchiveSink(out, archive_format=archive_format, reporter=reporter)
-        transfer(
-            source,
-            sink,
-            placements,
-            jobs=settings.jobs,
-            reporter=reporter,
-            store=store,
-            action="downloading",
-            on_cancel=registries.http.cancel_all,
-        )
+        transfer(source, sink, placements, jobs=settings.jobs, reporter=reporter, store=store,
+                 action="downloading", on_cancel=registries.http.cancel_all)  # fmt: skip
     except BaseException:
         if out is not None:
             out.abort()
@@ -97,6 +83,17 @@ def pull(
         reporter.close()
     pulled = tuple(PulledImage.of(ref, image) for ref, image in zip(refs, images, strict=True))
     return PullResult(pulled, destination, archive_format, sink.size)
+
+
+def _checked(references: Sequence[str | Reference] | str, archive_format: str) -> list[Reference]:
+    refs = parse_references(references, "pull")
+    if not refs:
+        raise UsageError("no image references given", "name at least one image to pull")
+    if archive_format not in FORMATS:
+        raise UsageError(
+            f"unknown archive format {archive_format!r}", f"use one of: {', '.join(FORMATS)}"
+        )
+    return refs
 
 
 def _check_loadable(image: SourceImage) -> None:
