@@ -114,9 +114,8 @@ class PiecesRefused(ImgpullError):
     """The source cannot serve this blob in parts: take it in one stream."""
 
 
-# How many pieces a slow blob is cut into, each over its own connection; a source keeps
-# this many connections per parallel blob (-j) for pieces, so every piece of every slow
-# blob moves at once.
+# Connections a source keeps for pieces of slow blobs, per parallel blob (-j): a slow
+# blob is cut into 2 to 8 pieces, and all of them share these.
 PIECE_CONNECTIONS: Final = 4
 
 

@@ -10,6 +10,7 @@ from the source straight into the sink. Progress events come from here, once.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -22,7 +23,6 @@ from imgpull.model import Descriptor, Index, Manifest
 from imgpull.progress import Reporter
 from imgpull.reference import Reference
 from imgpull.source import (
-    PIECE_CONNECTIONS,
     BlobContent,
     ImageSink,
     ImageSource,
@@ -41,6 +41,7 @@ MIB: Final = 1024 * 1024
 SPLIT_IF_LONGER: Final = 2.0
 SPLIT_AFTER: Final = 0.5  # seconds of one stream before its rate is judged
 MIN_SPLIT: Final = 16 * MIB
+MAX_PIECES: Final = 8
 # Wrong bytes from one endpoint are worth another endpoint's try, a few times at most.
 _MAX_BAD_COPIES: Final = 4
 
@@ -155,27 +156,32 @@ def piece_size(size: int, pieces: int) -> int:
 
 class _Split(Exception):
     """Internal: the stream is too slow for what is left of the blob; fetch the rest in
-    pieces over several connections."""
+    ``pieces`` pieces over several connections."""
 
-    def __init__(self, position: int) -> None:
-        super().__init__(position)
+    def __init__(self, position: int, pieces: int) -> None:
+        super().__init__(position, pieces)
         self.position = position
+        self.pieces = pieces
 
 
-def _worth_splitting(
+def _pieces_worth(
     source: ImageSource, descriptor: Descriptor, started: float, start: int, position: int
-) -> bool:
-    """After SPLIT_AFTER seconds of a single stream: would the rest take longer than SPLIT_IF_LONGER
-    at this rate? (On a fast link a big blob is done in a moment; on a throttled or far
-    one, several connections move it several times faster.)"""
+) -> int:
+    """How many pieces the rest of a blob is worth cutting into: none while the single
+    stream is young or the rest would take under SPLIT_IF_LONGER at its rate (a fast
+    link finishes big blobs in a moment); else about a second of that rate each, from 2
+    to MAX_PIECES (a throttled or far link moves each connection at that rate)."""
     elapsed = time.monotonic() - started
     left = descriptor.size - position
     if elapsed < SPLIT_AFTER or left < MIN_SPLIT or descriptor.urls:
-        return False
+        return 0
     if not isinstance(source, PieceSource):
-        return False
+        return 0
     rate = (position - start) / elapsed
-    return rate <= 0 or left / rate > SPLIT_IF_LONGER
+    seconds = left / rate if rate > 0 else math.inf
+    if seconds <= SPLIT_IF_LONGER:
+        return 0
+    return max(2, min(MAX_PIECES, math.ceil(seconds)))
 
 
 def _pieces(
@@ -238,7 +244,7 @@ def _from_store(
             return _stream(source, descriptor, partial, progress)
         except _Split as split:
             left = descriptor.size - split.position
-            pieces = partial.split(split.position, piece_size(left, PIECE_CONNECTIONS))
+            pieces = partial.split(split.position, piece_size(left, split.pieces))
             try:
                 return _pieces(source, descriptor, partial, pieces, progress, partial.verifier)
             except PiecesRefused:
@@ -266,8 +272,9 @@ def _stream(
             partial.write(chunk)
             progress(len(chunk))
             position = partial.offset
-            if split and _worth_splitting(source, descriptor, started, start, position):
-                raise _Split(position)
+            pieces = _pieces_worth(source, descriptor, started, start, position) if split else 0
+            if pieces:
+                raise _Split(position, pieces)
     except DigestMismatchError:
         partial.discard()  # bytes from a lying server must not seed another try
         raise

@@ -34,8 +34,8 @@ log = logging.getLogger("imgpull.registry.source")
 
 _READ: Final = 1024 * 1024
 # Pieces are slow streams by definition (that is why a blob was cut), and there are up to
-# 4 per parallel blob: smaller reads keep their buffers' sum small.
-_PIECE_READ: Final = 256 * 1024
+# 4 per parallel blob (-j): smaller reads keep the sum of their buffers small.
+_PIECE_READ: Final = 128 * 1024
 
 
 class RegistrySource:
