@@ -15,6 +15,7 @@ import urllib3
 from imgpull.errors import EXIT_INTEGRITY, EXIT_OK
 from tests.cli import assert_clean_failure, run_imgpull
 from tests.conftest import FreshEnv
+from tests.fixtures.faultproxy import FaultProxy, Rule, Status
 from tests.fixtures.images import Pusher, StandardImages
 from tests.fixtures.registry import RegistryServer, start_registry
 from tests.fixtures.signing import (
@@ -238,3 +239,18 @@ def test_multi_platform_referrers_of_the_index_and_each_child(
                        "-o", str(one))  # fmt: skip
     assert done.returncode == EXIT_OK, done.stderr.decode()
     assert b"not in the archive" in done.stderr
+
+
+def test_inspect_still_describes_the_image_when_referrers_cannot_be_listed(
+    fault_proxy: FaultProxy, signed: Signed
+) -> None:
+    """A registry that answers 403 to the listing and the fallback tag: the image is
+    described, and ``referrersError`` says why its referrers are not."""
+    denied = Status(403, {"Content-Type": "application/json"},
+                    b'{"errors":[{"code":"DENIED","message":"no"}]}')  # fmt: skip
+    fault_proxy.add_rule(Rule(path=r"/v2/.+/referrers/.+", times=None, action=denied))
+    fault_proxy.add_rule(Rule(path=rf"/v2/.+/manifests/{signed.fallback_tag}", times=None,
+                              action=denied))  # fmt: skip
+    found = json.loads(ok("inspect", "--retries", "0", fault_proxy.ref("signed/hello", "1")))
+    assert found["digest"] == signed.subject
+    assert found["referrers"] == [] and "denied" in found["referrersError"].lower()

@@ -6,7 +6,7 @@ from typing import Any
 
 from imgpull.config.settings import Settings
 from imgpull.digest import Digest
-from imgpull.errors import UsageError
+from imgpull.errors import ImgpullError, UsageError
 from imgpull.model import Descriptor, ImageConfig, Index, Manifest, Platform
 from imgpull.ops.common import parse_references, settings_or_default
 from imgpull.progress import SILENT, Reporter
@@ -45,7 +45,10 @@ def inspect(
             "endpoint": endpoint.label,
         }
         client = endpoint.client
-        result["referrers"] = _referrers(client, ref, found.digest)
+        try:
+            result["referrers"] = _referrers(client, ref, found.digest)
+        except ImgpullError as exc:  # the image is still described
+            result["referrers"], result["referrersError"] = [], exc.message
         if isinstance(found, Manifest):
             result.update(_describe(client, ref, found, registries.settings))
             return result

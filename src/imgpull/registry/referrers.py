@@ -24,9 +24,8 @@ from typing import Final
 from imgpull.digest import Digest
 from imgpull.errors import ImgpullError, NotFoundError
 from imgpull.model import OCI_INDEX, Descriptor, Index, Manifest, parse_manifest
-from imgpull.registry.answers import error_from
 from imgpull.registry.client import RegistryClient
-from imgpull.registry.upload import PUSH, put_manifest
+from imgpull.registry.upload import put_manifest, put_referrer
 from imgpull.source import Attached
 
 log = logging.getLogger("imgpull.registry.referrers")
@@ -102,27 +101,8 @@ def put(client: RegistryClient, repository: str, attached: Attached) -> None:
     if attached.tag is not None:
         put_manifest(client, repository, attached.tag, manifest.raw, manifest.media_type)
         return
-    _, took_subject = _put(client, repository, manifest)
-    if not took_subject:
+    if not put_referrer(client, repository, manifest.raw, manifest.media_type):
         _add_to_fallback(client, repository, attached)
-
-
-def _put(client: RegistryClient, repository: str, manifest: Manifest) -> tuple[Digest, bool]:
-    """PUT by digest; True when the registry says it indexed the subject (OCI 1.1)."""
-    path_repository = client.host.repository(repository)
-    response = client.request(
-        "PUT",
-        f"/v2/{path_repository}/manifests/{manifest.digest}",
-        repository=path_repository,
-        actions=PUSH,
-        headers={"Content-Type": manifest.media_type},
-        body=manifest.raw,
-    )
-    if response.status != 201:
-        raise error_from(response, f"{client.host.name}/{path_repository}", None)
-    took = bool(response.headers.get("OCI-Subject"))
-    response.discard()
-    return manifest.digest, took
 
 
 def _add_to_fallback(client: RegistryClient, repository: str, attached: Attached) -> None:

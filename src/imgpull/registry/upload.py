@@ -325,6 +325,18 @@ def put_manifest(
     client: RegistryClient, repository: str, reference: str, raw: bytes, media_type: str
 ) -> Digest:
     """Store a manifest or index under a tag or its digest; returns its digest."""
+    return _put(client, repository, reference, raw, media_type)[0]
+
+
+def put_referrer(client: RegistryClient, repository: str, raw: bytes, media_type: str) -> bool:
+    """Store a manifest with a ``subject`` by its digest; True when the registry says it
+    indexed the subject (its ``OCI-Subject`` header, OCI 1.1)."""
+    return _put(client, repository, str(Digest.of(raw)), raw, media_type)[1]
+
+
+def _put(
+    client: RegistryClient, repository: str, reference: str, raw: bytes, media_type: str
+) -> tuple[Digest, bool]:
     repository = client.host.repository(repository)
     digest = Digest.of(raw)
     response = client.request(
@@ -339,9 +351,10 @@ def put_manifest(
     if response.status != 201:
         raise _denied(response, what)
     stored = response.headers.get("Docker-Content-Digest")
+    took_subject = bool(response.headers.get("OCI-Subject"))
     response.discard()
     if stored and stored != str(digest):
         raise DigestMismatchError(
             f"{what}: the registry stored the manifest as {stored}, not {digest}"
         )
-    return digest
+    return digest, took_subject
