@@ -73,8 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # urllib3 logs whole URLs, signed query strings included: only ours, which redact.
-    logging.getLogger("urllib3").setLevel(logging.WARNING)
+    # urllib3 logs whole URLs, signed query strings included, and warns about what is
+    # no failure (a full connection pool): only ours speak, which redact, and every
+    # failure reaches the user through them.
+    logging.getLogger("urllib3").setLevel(logging.CRITICAL + 1)
     _install_signal_handlers()
     try:
         _old_habit(arguments)

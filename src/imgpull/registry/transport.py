@@ -29,6 +29,7 @@ from imgpull.registry.policy import Deadline, RetryPolicy, SpeedRule
 from imgpull.registry.policy import retry_after as _retry_after
 from imgpull.registry.tls import ssl_context
 from imgpull.registry.watchdog import Guard, Watchdog, watched_pool_classes
+from imgpull.source import PIECE_CONNECTIONS
 from imgpull.workers import Cancelled
 
 log = logging.getLogger("imgpull.http")
@@ -446,7 +447,9 @@ class HttpClient:
 def _make_pool(proxy: str | None, tls: TLSConfig | None, jobs: int) -> urllib3.PoolManager:
     options: dict[str, object] = {
         "num_pools": 32,
-        "maxsize": max(4, jobs + 2),
+        # Every connection a run holds at once can go back to the pool: -j streams, each
+        # cut into PIECE_CONNECTIONS pieces when slow, plus manifests and pings.
+        "maxsize": max(4, jobs * (PIECE_CONNECTIONS + 1) + 2),
         "block": False,
         "retries": False,
         "blocksize": 1024 * 1024,  # streamed uploads: large writes, not 16 KiB ones
