@@ -158,8 +158,29 @@ class VerifyingReader:
         if left <= 0:
             self._finish()
             return b""
-        want = left if size < 0 else min(size, left)
-        data = self._source().read(want)
+        data = self._source().read(left if size < 0 else min(size, left))
+        self._took(data)
+        return data
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        """Like ``read``, into ``buffer`` (hashed there: no copy of the bytes is made)."""
+        left = self.size - self.position
+        if left <= 0:
+            self._finish()
+            return 0
+        view = memoryview(buffer)[:left]
+        source = self._source()
+        into = getattr(source, "readinto", None)  # files, bodies and members have it
+        if into is not None:
+            count = int(into(view))
+        else:
+            data = source.read(len(view))
+            count = len(data)
+            view[:count] = data
+        self._took(view[:count])
+        return count
+
+    def _took(self, data: bytes | memoryview) -> None:
         if not data and self._trusted:
             # A file we wrote ourselves came up short: the disk, not the content.
             raise OSError(
@@ -177,12 +198,6 @@ class VerifyingReader:
             self._verifier.update(data)
         if self.position == self.size:
             self._finish()
-        return data
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:
-        data = self.read(len(buffer))
-        memoryview(buffer)[: len(data)] = data
-        return len(data)
 
     def _finish(self) -> None:
         if not self._verified:

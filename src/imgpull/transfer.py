@@ -267,10 +267,11 @@ def _stream(
         progress(partial.offset)
     start, started = partial.offset, time.monotonic()
     reader = source.open_blob(descriptor, resume=partial.verifier)
+    buffer = memoryview(bytearray(_READ))  # one for the whole blob: read, hashed, written
     try:
-        while chunk := reader.read(_READ):
-            partial.write(chunk)
-            progress(len(chunk))
+        while count := reader.readinto(buffer):
+            partial.write(buffer[:count])
+            progress(count)
             position = partial.offset
             pieces = _pieces_worth(source, descriptor, started, start, position) if split else 0
             if pieces:

@@ -241,15 +241,16 @@ class RegistrySource:
             index, start, end = piece
             stream = self._piece_stream(descriptor, start, end)
             position = start
+            buffer = memoryview(bytearray(_PIECE_READ))
             try:
                 with writer() as handle:
                     handle.seek(start)
-                    while data := stream.read(_PIECE_READ):
+                    while count := stream.readinto(buffer):
                         if stop.is_set():
                             raise Cancelled
-                        handle.write(data)
-                        position += len(data)
-                        progress(len(data))
+                        handle.write(buffer[:count])
+                        position += count
+                        progress(count)
             finally:
                 stream.close()
             if position != end:
@@ -397,24 +398,31 @@ class _ResumingStream:
         )
 
     def read(self, size: int = -1) -> bytes:
-        want = size if size > 0 else _READ
-        if self.end is not None:
-            want = min(want, self.end - self.position)
-            if want <= 0:
-                return b""
+        buffer = memoryview(bytearray(self._wanted(size if size > 0 else _READ)))
+        return bytes(buffer[: self.readinto(buffer)])
+
+    def readinto(self, buffer: memoryview) -> int:
+        want = self._wanted(len(buffer))
+        if not want:
+            return 0
         while True:
             if self.response is None:
                 self.response = self._open()
             try:
-                data = self.response.read1(want)
+                count = self.response.readinto(buffer[:want])
             except ImgpullError as exc:
                 self.response.close()
                 self.response = None
                 endpoint, url = self.places[0]
                 self._failed(endpoint, url, exc)
                 continue
-            self.position += len(data)
-            return data
+            self.position += count
+            return count
+
+    def _wanted(self, size: int) -> int:
+        if self.end is None:
+            return size
+        return max(0, min(size, self.end - self.position))
 
     def close(self) -> None:
         if self.response is not None:

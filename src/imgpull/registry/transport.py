@@ -11,9 +11,11 @@ watchdog guard; urllib3's exceptions are translated into ``imgpull.errors`` here
 from __future__ import annotations
 
 import contextlib
+import http.client
 import logging
 import select
 import threading
+import time
 import urllib.parse
 import warnings
 from collections.abc import Iterator, Mapping
@@ -25,6 +27,7 @@ from urllib3.exceptions import HTTPError, LocationParseError
 from imgpull.config.settings import Settings, TLSConfig, redact_proxy
 from imgpull.errors import ImgpullError, NetworkError, ProxyError, RegistryError
 from imgpull.registry.neterrors import translate
+from imgpull.registry.pace import Pace, direct_body, read_into
 from imgpull.registry.policy import Deadline, RetryPolicy, SpeedRule
 from imgpull.registry.policy import retry_after as _retry_after
 from imgpull.registry.tls import ssl_context
@@ -112,6 +115,7 @@ class Response:
         self._proxy = proxy
         self._done = False
         self._failure: ImgpullError | None = None
+        self.pace = Pace()
 
     @property
     def host(self) -> str:
@@ -153,6 +157,37 @@ class Response:
             self.release()
             return b""
         return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def readinto(self, buffer: memoryview) -> int:
+        """``read1`` into ``buffer``; a body arriving fast fills it whole in one call
+        (see :mod:`imgpull.registry.pace`)."""
+        body = direct_body(self._raw) if self.pace.fast else None
+        started = time.monotonic()
+        if body is None or self._failure is not None or self._done:
+            data = self.read1(len(buffer))
+            count = len(data)
+            buffer[:count] = data
+        else:
+            count = self._read_direct(body, buffer)
+        self.pace.note(count, time.monotonic() - started)
+        return count
+
+    def _read_direct(self, body: http.client.HTTPResponse, buffer: memoryview) -> int:
+        try:
+            count = read_into(body, buffer, self.url)
+        except HTTPError as exc:
+            self.close()
+            raise self._error(exc) from None
+        if self._guard.fired is not None:
+            self.close()
+            if not count:
+                raise self._fired()
+            self._failure = self._fired()  # raised by the next call: what came is kept
+            return count
+        if not count:
+            self.release()
+        self._guard.progress(count)
+        return count
 
     def _more_waiting(self) -> bool:
         """More of the body can be read without waiting for the network."""
