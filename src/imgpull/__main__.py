@@ -1,5 +1,5 @@
 import sys
 
-from imgpull.cli.main import main
+from imgpull.cli.launch import main
 
 sys.exit(main())
