@@ -15,7 +15,7 @@ from imgpull.errors import (
     RateLimitedError,
     RegistryError,
 )
-from imgpull.registry.transport import Response
+from imgpull.registry.response import Response
 from imgpull.text import shown
 
 ERROR_BODY_LIMIT: Final = 1024 * 1024

@@ -25,7 +25,9 @@ from imgpull.model import ACCEPT_MANIFESTS, Descriptor, Index, Manifest, parse_m
 from imgpull.registry.answers import error_from, manifest_digest
 from imgpull.registry.auth import TOKEN_ANSWER_LIMIT, Authenticator, TokenResponse
 from imgpull.registry.credentials import Credentials
-from imgpull.registry.transport import Body, HttpClient, Response, checked_url, origin
+from imgpull.registry.response import Response
+from imgpull.registry.transport import Body, HttpClient
+from imgpull.registry.urls import checked_url, origin
 from imgpull.source import PiecesRefused
 
 log = logging.getLogger("imgpull.registry.client")

@@ -25,8 +25,9 @@ from imgpull.progress import Reporter
 from imgpull.reference import Reference
 from imgpull.registry import referrers
 from imgpull.registry.client import RangeIgnored
+from imgpull.registry.response import Response
 from imgpull.registry.session import Endpoint, Registries
-from imgpull.registry.transport import Response, redact
+from imgpull.registry.urls import redact
 from imgpull.source import PIECE_CONNECTIONS, BytesContent, SourceImage
 from imgpull.workers import Cancelled, run_parallel
 

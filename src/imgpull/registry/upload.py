@@ -19,7 +19,7 @@ from imgpull.digest import Digest, VerifyingReader
 from imgpull.errors import AuthError, DigestMismatchError, ImgpullError, RegistryError
 from imgpull.registry.answers import error_from
 from imgpull.registry.client import RegistryClient
-from imgpull.registry.transport import Response
+from imgpull.registry.response import Response
 from imgpull.registry.watchdog import note_progress
 
 log = logging.getLogger("imgpull.upload")

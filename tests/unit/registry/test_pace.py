@@ -22,7 +22,8 @@ import pytest
 from imgpull.config.settings import Settings
 from imgpull.errors import NetworkError
 from imgpull.registry.pace import FAST_RATE, PROBE, Pace
-from imgpull.registry.transport import HttpClient, Response
+from imgpull.registry.response import Response
+from imgpull.registry.transport import HttpClient
 
 MiB = 1024 * 1024
 BODY = os.urandom(6 * MiB)

@@ -16,7 +16,8 @@ import urllib3
 
 from imgpull.config.settings import Settings
 from imgpull.errors import NetworkError, TLSError
-from imgpull.registry.transport import HttpClient, origin, redact, retry_after
+from imgpull.registry.transport import HttpClient, retry_after
+from imgpull.registry.urls import origin, redact
 
 # -- pure functions ------------------------------------------------------------------------
 
