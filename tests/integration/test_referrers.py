@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -15,10 +15,13 @@ import urllib3
 from imgpull.errors import EXIT_INTEGRITY, EXIT_OK
 from tests.cli import assert_clean_failure, run_imgpull
 from tests.conftest import FreshEnv
-from tests.fixtures.faultproxy import FaultProxy, Rule, Status
+from tests.fixtures.faultproxy import FaultProxy, Replace, Rule, Status
 from tests.fixtures.images import Pusher, StandardImages
 from tests.fixtures.registry import RegistryServer, start_registry
 from tests.fixtures.signing import (
+    OCI_INDEX,
+    OCI_MANIFEST,
+    SPDX,
     Keys,
     Signed,
     push_sbom_referrer,
@@ -254,3 +257,68 @@ def test_inspect_still_describes_the_image_when_referrers_cannot_be_listed(
     found = json.loads(ok("inspect", "--retries", "0", fault_proxy.ref("signed/hello", "1")))
     assert found["digest"] == signed.subject
     assert found["referrers"] == [] and "denied" in found["referrersError"].lower()
+
+
+# -- registries with the OCI 1.1 referrers API ---------------------------------------------
+# distribution 2.8 has none: a proxy in front of it answers the API's listing (and, for a
+# destination, the ``OCI-Subject`` header) the way OCI 1.1 registries do, while every
+# manifest and blob still comes from the real registry.
+
+UNKNOWN = b'{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}'
+NOT_FOUND = Status(404, {"Content-Type": "application/json"}, UNKNOWN)
+
+
+def referrers_listing(host: str, signed: Signed) -> bytes:
+    """What an OCI 1.1 registry answers for the subject: the SBOM referrer's descriptor."""
+    found = manifest_at(host, signed.repository, signed.sbom_digest)
+    assert found is not None
+    entry = {"mediaType": OCI_MANIFEST, "digest": found[0], "size": len(found[1]),
+             "artifactType": SPDX}  # fmt: skip
+    return json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [entry]}).encode()
+
+
+def test_the_referrers_api_is_asked_where_the_registry_has_it(
+    registry: RegistryServer, fault_proxy: FaultProxy, signed: Signed, tmp_path: Path
+) -> None:
+    listing = Status(200, {"Content-Type": OCI_INDEX}, referrers_listing(registry.host, signed))
+    fault_proxy.add_rule(Rule(method="GET", path=rf"/v2/signed/hello/referrers/{signed.subject}",
+                              times=None, action=listing))  # fmt: skip
+    # No fallback tag: what the listing names can only have come from the API.
+    fault_proxy.add_rule(Rule(path=rf"/v2/.+/manifests/{signed.fallback_tag}", times=None,
+                              action=NOT_FOUND))  # fmt: skip
+    found = json.loads(ok("inspect", fault_proxy.ref("signed/hello", "1")))
+    assert signed.sbom_digest in {r["digest"] for r in found["referrers"]}
+    bundle = tmp_path / "bundle.tar"
+    ok("pull", "-q", "--referrers", fault_proxy.ref("signed/hello", "1"), "-o", str(bundle))
+    import tarfile
+
+    with tarfile.open(bundle) as tar:
+        index = json.load(tar.extractfile("index.json"))  # type: ignore[arg-type]
+    carried = {m["digest"]: m for m in index["manifests"]}
+    assert signed.sbom_digest in carried
+    assert carried[signed.sbom_digest]["annotations"]["dev.imgpull.subject"] == signed.subject
+    assert fault_proxy.requests_to("GET", r"/v2/.+/referrers/.+")
+
+
+def test_a_destination_that_indexes_subjects_gets_no_fallback_tag(
+    registry: RegistryServer,
+    fault_proxy_factory: Callable[..., FaultProxy],
+    signed: Signed,
+    empty: RegistryServer,
+) -> None:
+    """A registry that answers a referrer's PUT with ``OCI-Subject`` keeps its own index:
+    imgpull leaves the fallback tag alone there."""
+    destination = fault_proxy_factory(empty)
+    took = Replace(b"", headers={"OCI-Subject": signed.subject}, fix_digest=False)
+    destination.add_rule(Rule(method="PUT", path=rf"/v2/.+/manifests/{signed.sbom_digest}",
+                              times=None, action=took))  # fmt: skip
+    ok("copy", "-q", "--referrers", f"{registry.host}/signed/hello:1",
+       f"{destination.host}/c/hello:1")  # fmt: skip
+    sbom = manifest_at(empty.host, "c/hello", signed.sbom_digest)
+    assert sbom and sbom[0] == signed.sbom_digest
+    assert destination.requests_to("PUT", rf"/v2/.+/manifests/{signed.sbom_digest}")
+    assert not destination.requests_to("PUT", rf"/v2/.+/manifests/{signed.fallback_tag}")
+    assert manifest_at(empty.host, "c/hello", signed.fallback_tag) is None
+    # The cosign tags go as tags, as everywhere.
+    signature = manifest_at(empty.host, "c/hello", signed.signature_tag)
+    assert signature and signature[0] == signed.signature_digest
