@@ -58,13 +58,8 @@ def raw_server(behaviour: Behaviour) -> Iterator[RawServer]:
 
     def one(conn: socket.socket) -> None:
         with contextlib.suppress(OSError):
-            head = b""
-            while b"\r\n\r\n" not in head:
-                data = conn.recv(65536)
-                if not data:
-                    return
-                head += data
-            server.behaviour(conn)
+            if read_request_head(conn):
+                server.behaviour(conn)
         with contextlib.suppress(OSError):
             conn.close()
 
@@ -75,6 +70,17 @@ def raw_server(behaviour: Behaviour) -> Iterator[RawServer]:
     finally:
         stop.set()
         listener.close()
+
+
+def read_request_head(conn: socket.socket) -> bool:
+    """Read one request's head; False when the client closed the connection instead."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        data = conn.recv(65536)
+        if not data:
+            return False
+        received += data
+    return True
 
 
 def head(length: int) -> bytes:
@@ -161,14 +167,7 @@ def test_the_connection_is_reused_after_a_body_read_in_whole_buffers(http: HttpC
     def counted(conn: socket.socket) -> None:
         connections.append(1)
         whole(conn)
-        # Keep serving requests on this connection.
-        while True:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = conn.recv(65536)
-                if not chunk:
-                    return
-                data += chunk
+        while read_request_head(conn):  # the next request on this connection
             whole(conn)
 
     with raw_server(counted) as server:
