@@ -325,14 +325,4 @@ class Composer:
         node = frame.node
         if node is None and frame.items:
             node = Mapping(frame.items) if frame.is_map else Sequence(frame.items)
-        if not frames:
-            if node is not None:
-                self.documents.append(node)
-            return
-        parent = frames[-1]
-        if parent.is_map:
-            if node is not None:
-                parent.items += (parent.key, node)
-            parent.expect_key, parent.key = True, None
-        elif node is not None:
-            parent.items.append(node)
+        self.attach(node)
