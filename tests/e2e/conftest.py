@@ -1,4 +1,4 @@
-"""Session fixtures for the real loaders: ``dockerd``, ``podman``, ``skopeo``, ``umoci``.
+"""Fixtures for the real loaders: ``dockerd``, ``containerd``, ``podman``, ``skopeo``, ``umoci``.
 
 A loader that is missing or does not start FAILS the test (``pytest.fail``): a skipped
 loader check would let broken archives through.  All state lives in one short temp dir
@@ -14,6 +14,7 @@ from typing import TypeVar
 import pytest
 
 from tests.fixtures.loaders import (
+    Containerd,
     DockerDaemon,
     LoaderError,
     Podman,
@@ -42,6 +43,23 @@ def loaders_workdir() -> Iterator[Path]:
     path = make_workdir()
     yield path
     remove_workdir(path)
+
+
+@pytest.fixture(scope="module")
+def containerd() -> Iterator[Containerd]:
+    """A private containerd 1.6 for each module that asks (its images do not outlive
+    the module); its own workdir, removed after."""
+    workdir = make_workdir("imgpull-ctrd-")
+    try:
+        daemon = _or_fail(lambda: Containerd(workdir / "c").start())
+    except BaseException:
+        remove_workdir(workdir)
+        raise
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+        remove_workdir(workdir)
 
 
 @pytest.fixture(scope="session")

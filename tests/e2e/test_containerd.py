@@ -14,35 +14,18 @@ through ``--mirror docker.io=http://<test registry>``, which keeps the original 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.cli import run_imgpull
 from tests.fixtures.images import LAYERS_OUTPUT, Pusher, StandardImages
-from tests.fixtures.loaders import Containerd, LoaderError, make_workdir, remove_workdir
+from tests.fixtures.loaders import Containerd
 from tests.fixtures.registry import RegistryServer
 from tests.fixtures.signing import Keys, signed_copy
 from tests.fixtures.writers import normalize_name
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("fresh_env")]
-
-
-@pytest.fixture(scope="module")
-def containerd() -> Iterator[Containerd]:
-    """A private containerd 1.6 for this module (fails, never skips, if it cannot start)."""
-    workdir = make_workdir("imgpull-ctrd-")
-    try:
-        daemon = Containerd(workdir / "c").start()
-    except LoaderError as exc:
-        remove_workdir(workdir)
-        pytest.fail(f"loader unavailable: {exc}", pytrace=False)
-    try:
-        yield daemon
-    finally:
-        daemon.stop()
-        remove_workdir(workdir)
 
 
 @pytest.fixture

@@ -34,7 +34,6 @@ import gzip
 import hashlib
 import json
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +44,8 @@ from tests.fixtures.images import sha256_digest
 from tests.fixtures.loaders import (
     Containerd,
     DockerDaemon,
-    LoaderError,
     Podman,
     Skopeo,
-    make_workdir,
-    remove_workdir,
 )
 
 pytestmark = pytest.mark.e2e
@@ -71,21 +67,6 @@ def out(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def layout(sources: w.Sources, out: Path) -> Path:
     return w.source_layout(out / "source-layout", sources)
-
-
-@pytest.fixture(scope="module")
-def containerd() -> Iterator[Containerd]:
-    workdir = make_workdir("imgpull-ctrd-")
-    try:
-        daemon = Containerd(workdir / "c").start()
-    except LoaderError as exc:
-        remove_workdir(workdir)
-        pytest.fail(f"loader unavailable: {exc}", pytrace=False)
-    try:
-        yield daemon
-    finally:
-        daemon.stop()
-        remove_workdir(workdir)
 
 
 # -- reading what was written --------------------------------------------------------------
