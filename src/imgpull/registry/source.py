@@ -15,7 +15,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import BinaryIO, Final
+from typing import BinaryIO, Final, TypeVar
 
 from imgpull.cache import BlobStore
 from imgpull.digest import ByteStream, Digest, Verifier, VerifyingReader
@@ -32,6 +32,7 @@ from imgpull.source import PIECE_CONNECTIONS, BytesContent, SourceImage
 from imgpull.workers import Cancelled, run_parallel
 
 log = logging.getLogger("imgpull.registry.source")
+T = TypeVar("T")
 
 _READ: Final = 1024 * 1024
 # Pieces are slow streams by definition (that is why a blob was cut), and there are up to
@@ -399,26 +400,30 @@ class _ResumingStream:
         )
 
     def read(self, size: int = -1) -> bytes:
-        buffer = memoryview(bytearray(self._wanted(size if size > 0 else _READ)))
-        return bytes(buffer[: self.readinto(buffer)])
+        want = self._wanted(size if size > 0 else _READ)
+        data = self._take(lambda response: response.read1(want)) if want else b""
+        self.position += len(data)
+        return data
 
     def readinto(self, buffer: memoryview) -> int:
-        want = self._wanted(len(buffer))
-        if not want:
-            return 0
+        view = buffer[: self._wanted(len(buffer))]
+        count = self._take(lambda response: response.readinto(view)) if len(view) else 0
+        self.position += count
+        return count
+
+    def _take(self, read: Callable[[Response], T]) -> T:
+        """``read`` from the current answer; a failed one is dropped, and the read tried
+        again where the failure leaves it (the same place resumed, or the next)."""
         while True:
             if self.response is None:
                 self.response = self._open()
             try:
-                count = self.response.readinto(buffer[:want])
+                return read(self.response)
             except ImgpullError as exc:
                 self.response.close()
                 self.response = None
                 endpoint, url = self.places[0]
                 self._failed(endpoint, url, exc)
-                continue
-            self.position += count
-            return count
 
     def _wanted(self, size: int) -> int:
         if self.end is None:
