@@ -120,9 +120,6 @@ class BlobStore:
             os.utime(stamp)  # last used
         return StoredBlob(descriptor, path)
 
-    def has(self, descriptor: Descriptor) -> bool:
-        return self.lookup(descriptor) is not None
-
     def _rehash(self, descriptor: Descriptor, path: Path) -> bool:
         verifier = Verifier(descriptor.digest, descriptor.size, what="a cached blob")
         try:
