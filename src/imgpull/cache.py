@@ -16,7 +16,6 @@ records when the blob was last used (least recently used pruning).
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import shutil
@@ -36,6 +35,14 @@ from imgpull.errors import ArchiveError, ImgpullError
 from imgpull.model import Descriptor
 
 _READ_CHUNK: Final = 1024 * 1024
+# A blob up to this size is downloaded into memory and stored in one write: a resumable
+# partial file and its lock cost more than fetching it again would.
+SMALL_BLOB: Final = 1024 * 1024
+# Where a small blob is written before its rename into ``blobs/``; one left by a killed
+# process is removed by ``prune`` once it is older than any write could take.
+_SMALL_PREFIX: Final = ".small-"
+_STALE_SMALL: Final = 60.0
+_O_BINARY: Final = getattr(os, "O_BINARY", 0)
 
 
 def _fingerprint(stat: os.stat_result) -> str:
@@ -81,6 +88,7 @@ class CacheEntry:
 class BlobStore:
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._made: set[Path] = set()  # directories known to exist (made once per run)
 
     @classmethod
     def temporary(cls, near: Path | None = None) -> BlobStore:
@@ -146,11 +154,11 @@ class BlobStore:
 
     def _write_stamp(self, digest: Digest) -> None:
         stamp = self._stamp(digest)
-        temp = stamp.with_name(f".{stamp.name}.{os.getpid()}")
+        temp = stamp.with_name(f".{stamp.name}.{os.getpid()}.{threading.get_ident()}")
         try:
-            stamp.parent.mkdir(parents=True, exist_ok=True)
+            self._make(stamp.parent)
             fingerprint = _fingerprint(self.path(digest).stat())
-            temp.write_text(fingerprint + "\n", encoding="ascii")
+            _write_file(temp, (fingerprint + "\n").encode("ascii"))
             os.replace(temp, stamp)
         except OSError:
             # Without a stamp the blob is hashed again when used: slower, not wrong.
@@ -162,11 +170,16 @@ class BlobStore:
             with contextlib.suppress(OSError):
                 path.unlink()
 
+    def _make(self, directory: Path) -> None:
+        if directory not in self._made:
+            directory.mkdir(parents=True, exist_ok=True)
+            self._made.add(directory)
+
     def _directories(self, digest: Digest) -> Path:
         directory = self.root / "partial"
         try:
-            directory.mkdir(parents=True, exist_ok=True)
-            (self.root / "blobs" / digest.algorithm).mkdir(parents=True, exist_ok=True)
+            self._make(directory)
+            self._make(self.root / "blobs" / digest.algorithm)
         except OSError as exc:
             raise ArchiveError(
                 f"cannot create the blob cache in {self.root}: {exc.strerror}",
@@ -181,14 +194,27 @@ class BlobStore:
 
     def put_bytes(self, descriptor: Descriptor, data: bytes) -> StoredBlob:
         """Store a small blob held in memory (it is verified here)."""
-        with self.partial(descriptor, what=f"blob {descriptor.digest.short}") as partial:
-            if partial.complete:
-                return StoredBlob(descriptor, self.path(descriptor.digest))
-            partial.restart()
-            reader = VerifyingReader(lambda offset: io.BytesIO(data[offset:]), partial.verifier)
-            while chunk := reader.read(_READ_CHUNK):
-                partial.write(chunk)
-            return partial.commit()
+        verifier = Verifier(descriptor.digest, descriptor.size, what=f"blob {descriptor.digest}")
+        verifier.update(data)
+        verifier.verify()
+        return self.put_verified(descriptor, data)
+
+    def put_verified(self, descriptor: Descriptor, data: bytes | bytearray) -> StoredBlob:
+        """Store a blob whose bytes in memory were verified: written beside the store and
+        renamed into it, without a lock. The name is the digest, so two writers write the
+        same bytes, and whichever rename comes last leaves a whole blob."""
+        directory = self._directories(descriptor.digest)
+        name = f"{_SMALL_PREFIX}{descriptor.digest.hex}-{os.getpid()}-{threading.get_ident()}"
+        temp = directory / name
+        try:
+            _write_file(temp, data)
+            os.replace(temp, self.path(descriptor.digest))
+        except OSError as exc:  # a full cache disk names the cache, not nothing
+            with contextlib.suppress(OSError):
+                temp.unlink()
+            raise OSError(exc.errno, exc.strerror, str(temp)) from exc
+        self._write_stamp(descriptor.digest)
+        return StoredBlob(descriptor, self.path(descriptor.digest))
 
     def committed(self, descriptor: Descriptor, partial: Path) -> StoredBlob:
         final = self.path(descriptor.digest)
@@ -222,7 +248,8 @@ class BlobStore:
         directory = self.root / "partial"
         if directory.is_dir():
             for path in directory.iterdir():
-                if path.suffix in (".lock", ".pieces") or path.name.startswith("."):
+                small = path.name.startswith(_SMALL_PREFIX)
+                if path.suffix in (".lock", ".pieces") or (path.name.startswith(".") and not small):
                     continue
                 with contextlib.suppress(OSError):
                     stat = path.stat()
@@ -273,6 +300,13 @@ class BlobStore:
         return removed, freed
 
     def _prune_one(self, entry: CacheEntry) -> bool:
+        if entry.path.name.startswith(_SMALL_PREFIX):
+            # No lock guards these: only one old enough to be a killed writer's goes.
+            if time.time() - entry.last_used < _STALE_SMALL:
+                return False
+            with contextlib.suppress(OSError):
+                entry.path.unlink()
+            return True
         if not entry.partial:
             try:
                 entry.path.unlink()
@@ -293,6 +327,17 @@ class BlobStore:
         finally:
             lock.release()
         return True
+
+
+def _write_file(path: Path, data: bytes | bytearray) -> None:
+    # os.open and a raw write: no buffer and no terminal check for a file written whole.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_BINARY, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
 
 
 class PartialBlob:

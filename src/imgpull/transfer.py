@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Final
 
-from imgpull.cache import BlobStore, PartialBlob, StoredBlob
+from imgpull.cache import SMALL_BLOB, BlobStore, PartialBlob, StoredBlob
 from imgpull.digest import Digest, Verifier
 from imgpull.errors import DigestMismatchError
 from imgpull.model import Descriptor, Index, Manifest
@@ -227,6 +227,9 @@ def _from_store(
     if found is not None:
         reporter.skipped(descriptor, "cached")
         return found
+    if descriptor.size <= SMALL_BLOB:
+        reporter.started(descriptor, "downloading")
+        return _small(source, store, descriptor, progress)
     with store.partial(descriptor, what=f"blob {descriptor.digest}") as partial:
         if partial.complete:  # another process finished it while we waited
             reporter.skipped(descriptor, "cached")
@@ -251,6 +254,26 @@ def _from_store(
                 partial.restart()  # then in one stream after all, from the start
                 reporter.restarted(descriptor)
                 return _stream(source, descriptor, partial, progress, split=False)
+
+
+def _small(
+    source: ImageSource,
+    store: BlobStore,
+    descriptor: Descriptor,
+    progress: Callable[[int], None],
+) -> StoredBlob:
+    """A small blob read whole into memory (verified there), then stored in one write."""
+    data = bytearray(descriptor.size)
+    view = memoryview(data)
+    filled = 0
+    reader = source.open_blob(descriptor)
+    try:
+        while count := reader.readinto(view[filled:]):
+            filled += count
+            progress(count)
+    finally:
+        reader.close()
+    return store.put_verified(descriptor, data)
 
 
 def _stream(

@@ -82,3 +82,30 @@ def test_verify_all_removes_what_no_longer_matches(tmp_path: Path) -> None:
     store.path(Digest.of(small)).write_bytes(b"other blob")
     assert store.verify_all() == (2, 1)
     assert store.lookup(BLOB) is not None
+
+
+def test_small_blobs_are_stored_whole_and_wrong_ones_never(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path)
+    small = os.urandom(4096)
+    blob = Descriptor("", Digest.of(small), len(small))
+    with pytest.raises(DigestMismatchError):
+        store.put_bytes(blob, small[:-1] + b"x")
+    assert store.lookup(blob) is None
+    found = store.put_bytes(blob, small)
+    assert found.read() == small and store.lookup(blob) is not None
+    store.put_verified(blob, small)  # a second writer of the same blob: still whole
+    assert store.lookup(blob) is not None
+    assert [p.name for p in (tmp_path / "partial").iterdir()] == []  # no temporary left
+
+
+def test_prune_removes_a_killed_writers_small_temporary_only_when_old(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path)
+    (tmp_path / "partial").mkdir()
+    young = tmp_path / "partial" / f".small-{'a' * 64}-1-2"
+    old = tmp_path / "partial" / f".small-{'b' * 64}-1-2"
+    young.write_bytes(b"in flight")
+    old.write_bytes(b"left by kill -9")
+    an_hour_ago = old.stat().st_mtime - 3600
+    os.utime(old, (an_hour_ago, an_hour_ago))
+    assert store.prune(everything=True) == (1, len(b"left by kill -9"))
+    assert young.exists() and not old.exists()
