@@ -18,11 +18,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from filelock import FileLock, Timeout
-
 from imgpull.config.settings import RegistryHost
 
 FAILURE_TTL: Final = 24 * 3600.0
+# A success is written down again only when the one on record is older than this: a run
+# against endpoints that keep answering then writes nothing.
+SUCCESS_REFRESH: Final = 24 * 3600.0
 FILE_NAME: Final = "endpoints.json"
 _LIMIT: Final = 1024 * 1024
 
@@ -82,6 +83,8 @@ class EndpointMemory:
         entry = self._entry(registry, label)
         now = round(self._clock(), 1)
         if ok:
+            if not self._success_is_news(entry, now):
+                return
             entry["ok"] = now
         else:
             entry.update(failed=now, why=why[:200])
@@ -96,12 +99,19 @@ class EndpointMemory:
                 merged.setdefault(registry, {})[label] = entry
         return merged
 
+    @staticmethod
+    def _success_is_news(entry: dict[str, Any], now: float) -> bool:
+        ok, failed = _number(entry.get("ok")), _number(entry.get("failed"))
+        return failed >= ok or now - ok > SUCCESS_REFRESH
+
     def save(self) -> None:
         """Write what this run learned (merged with what another run wrote meanwhile)."""
         with self._lock:
             changes = dict(self._changes)
         if self.path is None or not changes:
             return
+        from filelock import FileLock, Timeout  # 15 ms to import: only for runs that write
+
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with FileLock(str(self.path) + ".lock", timeout=5):
