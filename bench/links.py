@@ -44,6 +44,7 @@ _LOOPBACK_TOOLS = (
     "limit",
     "imgpull-cold",
     "imgpull-warm",
+    "imgpull-nocache",
     "skopeo-docker-archive",
     "skopeo-oci",
     "skopeo-oci-archive",

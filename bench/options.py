@@ -28,9 +28,9 @@ TOOL_KEYS = (
     "docker",
 )
 TOOL_ALIASES = {
-    "imgpull": ("imgpull-cold", "imgpull-warm"),
+    "imgpull": ("imgpull-cold", "imgpull-warm", "imgpull-nocache"),
     "skopeo": ("skopeo-docker-archive", "skopeo-oci", "skopeo-oci-archive"),
-    "all": tuple(k for k in TOOL_KEYS if k != "imgpull-nocache"),
+    "all": TOOL_KEYS,
 }
 
 
@@ -119,7 +119,7 @@ def _parser() -> argparse.ArgumentParser:
         "--tools",
         default=None,
         help=f"comma-separated tools from {','.join(TOOL_KEYS)} or the groups "
-        f"{','.join(TOOL_ALIASES)} (default: loopback all but imgpull-nocache; slow links "
+        f"{','.join(TOOL_ALIASES)} (default: loopback all; slow links "
         "limit,imgpull-cold,skopeo-oci,docker)",
     )
     parser.add_argument("--transports", default=None, help="http,tls (default both)")

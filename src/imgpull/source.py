@@ -16,7 +16,8 @@ import io
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Final, Protocol, runtime_checkable
+from types import TracebackType
+from typing import BinaryIO, Final, Protocol, Self, runtime_checkable
 
 from imgpull.digest import Digest, Verifier, VerifyingReader
 from imgpull.errors import ImgpullError
@@ -108,6 +109,55 @@ class BlobContent(Protocol):
         """A local file holding exactly these verified bytes, when there is one (the
         sink may copy it with the system's fastest call)."""
         ...
+
+
+class Landing(Protocol):
+    """Where a blob's bytes land while they arrive: a partial file in the blob store, or
+    the blob's own place in an archive being written. ``verifier`` holds the state of
+    the bytes written so far; ``commit`` checks the whole and gives the blob."""
+
+    verifier: Verifier
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+    @property
+    def offset(self) -> int: ...
+
+    def write(self, chunk: bytes | memoryview) -> None: ...
+
+    def writer(self) -> BinaryIO:
+        """A handle of its own (for one piece's thread), blob offsets from 0."""
+        ...
+
+    def split(self, start: int, piece_size: int) -> list[tuple[int, int, int]]:
+        """The rest from ``start`` as (index, start, end) pieces."""
+        ...
+
+    def piece_done(self, index: int) -> None: ...
+
+    def verify_pieces(self, verified: Verifier | None) -> None: ...
+
+    def restart(self) -> None:
+        """From the first byte again."""
+        ...
+
+    def discard(self) -> None:
+        """Forget the bytes: they came from a source that lied."""
+        ...
+
+    def commit(self) -> BlobContent: ...
+
+
+@runtime_checkable
+class PlacingSink(Protocol):
+    """A sink that gives each blob a place to be downloaded into (an archive written in
+    place), so its bytes are written once."""
+
+    def landing(self, descriptor: Descriptor) -> Landing | None: ...
 
 
 class PiecesRefused(ImgpullError):

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Final
 
-from imgpull.cache import SMALL_BLOB, BlobStore, PartialBlob, StoredBlob
+from imgpull.cache import SMALL_BLOB, BlobStore, StoredBlob
 from imgpull.digest import Digest, Verifier
 from imgpull.errors import DigestMismatchError
 from imgpull.model import Descriptor, Index, Manifest
@@ -26,9 +26,11 @@ from imgpull.source import (
     BlobContent,
     ImageSink,
     ImageSource,
+    Landing,
     PieceSource,
     PiecesRefused,
     Placement,
+    PlacingSink,
     StreamedContent,
 )
 from imgpull.workers import Cancelled, run_parallel
@@ -132,12 +134,18 @@ def transfer_blob(
     content: BlobContent
     for attempt in range(_MAX_BAD_COPIES):
         try:
+            streamed: Callable[[int], None] | None = None
+            landing = sink.landing(descriptor) if isinstance(sink, PlacingSink) else None
             if store is not None:
                 content = _from_store(source, store, descriptor, reporter, progress)
+            elif landing is not None:
+                reporter.started(descriptor, "downloading")
+                with landing:
+                    content = _download(source, descriptor, landing, reporter, progress)
             else:
                 reporter.started(descriptor, action)
-                content = StreamedContent(source, descriptor)
-            how = sink.put_blob(content, placements, progress if store is None else None)
+                content, streamed = StreamedContent(source, descriptor), progress
+            how = sink.put_blob(content, placements, streamed)
             break
         except DigestMismatchError:
             if attempt == _MAX_BAD_COPIES - 1 or not source.retry_blob(descriptor):
@@ -187,11 +195,11 @@ def _pieces_worth(
 def _pieces(
     source: ImageSource,
     descriptor: Descriptor,
-    partial: PartialBlob,
+    partial: Landing,
     missing: list[tuple[int, int, int]],
     progress: Callable[[int], None],
     verified: Verifier | None,
-) -> StoredBlob:
+) -> BlobContent:
     """Fetch the missing pieces, verify the whole, store it."""
     assert isinstance(source, PieceSource)
     source.fetch_pieces(descriptor, missing, partial.writer, partial.piece_done, progress)
@@ -220,7 +228,7 @@ def _from_store(
     descriptor: Descriptor,
     reporter: Reporter,
     progress: Callable[[int], None],
-) -> StoredBlob:
+) -> BlobContent:
     """The blob from the store, downloading it there first; a download cut off in an
     earlier run goes on from where it stopped."""
     found = store.lookup(descriptor)
@@ -243,17 +251,29 @@ def _from_store(
                 progress(partial.pieces_done_bytes)
                 return _pieces(source, descriptor, partial, missing, progress, None)
             partial.restart()  # an earlier run's pieces this run cannot use: from the start
+        return _download(source, descriptor, partial, reporter, progress)
+
+
+def _download(
+    source: ImageSource,
+    descriptor: Descriptor,
+    landing: Landing,
+    reporter: Reporter,
+    progress: Callable[[int], None],
+) -> BlobContent:
+    """The blob into ``landing``: in one stream, or the rest in pieces when the stream
+    turns out too slow for what is left."""
+    try:
+        return _stream(source, descriptor, landing, progress)
+    except _Split as split:
+        left = descriptor.size - split.position
+        pieces = landing.split(split.position, piece_size(left, split.pieces))
         try:
-            return _stream(source, descriptor, partial, progress)
-        except _Split as split:
-            left = descriptor.size - split.position
-            pieces = partial.split(split.position, piece_size(left, split.pieces))
-            try:
-                return _pieces(source, descriptor, partial, pieces, progress, partial.verifier)
-            except PiecesRefused:
-                partial.restart()  # then in one stream after all, from the start
-                reporter.restarted(descriptor)
-                return _stream(source, descriptor, partial, progress, split=False)
+            return _pieces(source, descriptor, landing, pieces, progress, landing.verifier)
+        except PiecesRefused:
+            landing.restart()  # then in one stream after all, from the start
+            reporter.restarted(descriptor)
+            return _stream(source, descriptor, landing, progress, split=False)
 
 
 def _small(
@@ -279,11 +299,11 @@ def _small(
 def _stream(
     source: ImageSource,
     descriptor: Descriptor,
-    partial: PartialBlob,
+    partial: Landing,
     progress: Callable[[int], None],
     *,
     split: bool = True,
-) -> StoredBlob:
+) -> BlobContent:
     """The blob in one stream, after what the partial holds; _Split when the rest is
     better fetched in pieces."""
     if partial.offset:

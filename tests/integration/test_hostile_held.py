@@ -886,17 +886,15 @@ def tree(root: Path) -> dict[str, tuple[int, int]]:
 def test_a_full_disk_at_the_output_leaves_nothing_there(
     five_mib_image: tuple[str, BuiltImage], mounts: Mounts, cache: str
 ) -> None:
-    """-o on a 2 MiB disk, the cache elsewhere (or --no-cache, whose throwaway store goes
-    beside the output): the generic clean error for a failed write, exit 1, one line
-    naming the problem; the disk is as empty as before."""
+    """-o on a 2 MiB disk, the cache elsewhere (or --no-cache, where the blobs are
+    written in their places in the archive): the generic clean error for a failed write,
+    exit 1, one line naming the archive; the disk is as empty as before."""
     ref, _ = five_mib_image
     disk = mounts.tmpfs("disk", "2m")
 
     watched = pull(ref, "-o", str(disk / "out.tar"), *(["--no-cache"] if cache != "cache" else []))
 
-    # The line names what filled up: the archive, or (with --no-cache) the throwaway
-    # store beside it.
-    named = str(disk / "out.tar") if cache == "cache" else str(disk)
+    named = str(disk / "out.tar")
     assert_clean_error(watched, code=EXIT_ERROR, contains=["No space left on device", named])
     assert os.listdir(disk) == []
 

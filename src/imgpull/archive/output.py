@@ -132,6 +132,11 @@ class Output:
     def shown(self) -> str:
         return "standard output" if self.target == STDOUT else self.target
 
+    @property
+    def partial(self) -> Path | None:
+        """The hidden file being written, when the archive goes to a regular file."""
+        return self._temp
+
     def commit(self) -> None:
         try:
             self.stream.flush()

@@ -65,6 +65,16 @@ class TarStream:
         self.written += copied
         self._write(_padding(size))
 
+    def reserve(self, name: str, size: int) -> int:
+        """Write a member's header as :meth:`add_file` would and leave its data to be
+        filled in later, at the offset returned (the output must be a seekable file;
+        what is never written reads as zeros)."""
+        self._write(_header(name, size, pad=_padding_for(self.written)))
+        start = self.written
+        self.written += size + (-size % BLOCK)
+        self.out.seek(self.written)
+        return start
+
     def close(self) -> None:
         self._write(b"\0" * (2 * BLOCK))
         self.out.flush()

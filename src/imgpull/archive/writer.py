@@ -7,6 +7,11 @@ transferring. Where the output must not see anything before every byte is verifi
 (standard output, a FIFO, a device), everything is written at ``commit`` instead.
 Manifests follow the blobs, then ``index.json`` and, for the docker format, Docker's
 ``manifest.json``; the archive appears at its path only at ``commit``.
+
+``in_place`` (a pull without a cache, into a regular file) lays out every blob's member
+at ``begin`` and hands each download its region (:meth:`ArchiveSink.landing`), so the
+bytes are written once, where they belong, in whatever order they arrive; the same
+images still give the same bytes.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from imgpull.archive.layout import (
 )
 from imgpull.archive.output import Output, StreamOutput
 from imgpull.archive.records import blob_path
+from imgpull.archive.region import ArchiveRegion, PlacedBlob
 from imgpull.archive.tar import TarStream
 from imgpull.digest import Digest, Verifier, VerifyingReader
 from imgpull.model import Descriptor, Index, Manifest
@@ -64,6 +70,7 @@ class ArchiveSink:
         *,
         archive_format: ArchiveFormat,
         reporter: Reporter = SILENT,
+        in_place: bool = False,
     ) -> None:
         self.output = output
         self.archive_format = archive_format
@@ -78,6 +85,9 @@ class ArchiveSink:
         self._attached: list[Attached] = []
         self._state = threading.Lock()
         self._writer = threading.Lock()
+        partial = output.partial if isinstance(output, Output) else None
+        self._in_place = partial if in_place else None
+        self._regions: dict[Digest, int] = {}  # in place: where each blob's data starts
 
     @property
     def size(self) -> int:
@@ -92,6 +102,31 @@ class ArchiveSink:
                     if blob.digest not in known:
                         known.add(blob.digest)
                         self._order.append(blob)
+        if self._in_place is not None:
+            self._lay_out()
+
+    @_names_output
+    def _lay_out(self) -> None:
+        for descriptor in self._order:
+            self._regions[descriptor.digest] = self.tar.reserve(
+                blob_path(descriptor.digest), descriptor.size
+            )
+        self.tar.out.flush()  # the headers are on disk before any region is written
+        self._next = len(self._order)
+        self._written.update(self._regions)
+
+    def landing(self, descriptor: Descriptor) -> ArchiveRegion | None:
+        """The blob's place in the archive, when it is written in place."""
+        base = self._regions.get(descriptor.digest)
+        if self._in_place is None or base is None:
+            return None
+        return ArchiveRegion(
+            self._in_place,
+            base,
+            descriptor,
+            what=f"blob {descriptor.digest}",
+            shown=self.output.shown,
+        )
 
     @_names_output
     def begin_images(self, images: Sequence[ArchiveImage]) -> None:
@@ -129,6 +164,12 @@ class ArchiveSink:
         placements: Sequence[Placement],
         progress: Callable[[int], None] | None = None,
     ) -> str:
+        if self._in_place is not None:
+            if not isinstance(content, PlacedBlob):  # transfer's bug
+                raise AssertionError(f"blob {content.descriptor.digest} was not put in place")
+            with self._state:
+                self._ready[content.descriptor.digest] = content
+            return "written"
         with self._state:
             self._ready[content.descriptor.digest] = content
         if not self.output.through:
@@ -183,6 +224,11 @@ class ArchiveSink:
         return manifest.digest
 
     def _finish_blobs(self) -> None:
+        if self._in_place is not None:
+            unput = [d.digest for d in self._order if d.digest not in self._ready]
+            if unput:
+                raise AssertionError(f"blob {unput[0]} was never put")  # transfer's bug
+            return
         with self._writer:
             while self._next < len(self._order):
                 content = self._ready.get(self._order[self._next].digest)

@@ -9,6 +9,7 @@ from pathlib import Path
 from imgpull.archive.layout import FORMATS, ArchiveFormat
 from imgpull.archive.output import STDOUT, Output
 from imgpull.archive.writer import ArchiveSink
+from imgpull.cache import BlobStore
 from imgpull.config.settings import Settings
 from imgpull.errors import UnsupportedError, UsageError
 from imgpull.model import Platform, PlatformSelection
@@ -55,10 +56,16 @@ def pull(
     destination = _destination(output, refs)
     registries = Registries(settings, reporter)
     near = None if destination == STDOUT else Path(destination).resolve().parent
-    store, throwaway = open_store(settings, near)
     out: Output | None = None
+    store: BlobStore | None = None
+    throwaway = False
     try:
         out = Output(destination)
+        # Without a cache, a regular file takes each blob in place (one write per byte);
+        # standard output, a FIFO or a device sees nothing before all is verified, so
+        # their blobs wait in a throwaway store.
+        if (settings.use_cache and settings.cache_dir is not None) or out.partial is None:
+            store, throwaway = open_store(settings, near)
         source = RegistrySource(
             registries, refs, store=store, reporter=reporter, referrers=referrers or bool(keys)
         )
@@ -69,7 +76,9 @@ def pull(
             for image in images:
                 _check_loadable(image)
         placements = [Placement(image, (ref,)) for ref, image in zip(refs, images, strict=True)]
-        sink = ArchiveSink(out, archive_format=archive_format, reporter=reporter)
+        sink = ArchiveSink(
+            out, archive_format=archive_format, reporter=reporter, in_place=store is None
+        )
         transfer(source, sink, placements, jobs=settings.jobs, reporter=reporter, store=store,
                  action="downloading", on_cancel=registries.http.cancel_all)  # fmt: skip
     except BaseException:
@@ -78,7 +87,7 @@ def pull(
         raise
     finally:
         registries.close()
-        if throwaway:
+        if throwaway and store is not None:
             store.discard()
         reporter.close()
     pulled = tuple(PulledImage.of(ref, image) for ref, image in zip(refs, images, strict=True))
