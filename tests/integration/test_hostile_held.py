@@ -949,7 +949,7 @@ def test_a_read_only_cache_without_the_image_is_a_clean_error(
     tmp_path: Path,
     state: str,
 ) -> None:
-    """The designed behaviour (cache.py): a blob the cache cannot take is an error, not a
+    """The designed behaviour (cache/store.py): a blob the cache cannot take is an error, not a
     pull that quietly goes on without the cache (--no-cache says that, and the message
     for a cache that cannot be created says so). Exit 1, one line naming the read-only
     file system and the cache, nothing at -o."""
