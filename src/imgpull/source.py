@@ -12,9 +12,8 @@ bytes. A sink takes blobs, then manifests bottom-up, and publishes only at ``com
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Final, Protocol, Self, runtime_checkable
@@ -246,22 +245,6 @@ class ImageSink(Protocol):
     def abort(self) -> None:
         """Leave nothing behind that is not complete."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class BytesContent:
-    """A small blob held in memory (a config)."""
-
-    descriptor: Descriptor
-    data: bytes = field(repr=False)
-
-    def open(self) -> VerifyingReader:
-        d = self.descriptor
-        verifier = Verifier(d.digest, d.size, what=f"blob {d.digest.short}")
-        return VerifyingReader(lambda offset: io.BytesIO(self.data[offset:]), verifier)
-
-    def path(self) -> Path | None:
-        return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,8 +4,10 @@
 registry; each builds a source and a sink and calls :func:`transfer`, which stores each
 unique blob once through a bounded pool, then the manifests bottom-up, then commits.
 With a blob store (pulls), blobs are downloaded into it first (resumable across runs,
-shared between runs) and the sink takes them from there; without one, a blob streams
-from the source straight into the sink. Progress events come from here, once.
+shared between runs) and the sink takes them from there; a sink that gives each blob a
+place of its own (an archive written in place, ``pull --no-cache``) has it downloaded
+there; otherwise a blob streams from the source straight into the sink (push, copy).
+Progress events come from here, once.
 """
 
 from __future__ import annotations
