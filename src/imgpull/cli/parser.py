@@ -116,7 +116,10 @@ def add_pull(commands: Commands) -> None:
         help="blob cache directory (default: IMGPULL_CACHE_DIR or the user cache directory)",
     )
     parser.add_argument(
-        "--no-cache", action="store_true", help="do not read or fill the blob cache"
+        "--no-cache",
+        action="store_true",
+        help="do not read or fill the blob cache: each blob is written once, straight into "
+        "the archive (fastest for a one-off pull; nothing is kept for the next run)",
     )
     network_options(parser)
     common_options(parser)
