@@ -4,6 +4,7 @@ pieces recorded beside it, and moved into the store only once it verifies."""
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import threading
@@ -37,7 +38,9 @@ class PartialBlob:
         self.descriptor = descriptor
         self.what = what
         self.verifier = Verifier(descriptor.digest, descriptor.size, what=what)
-        self._file: BinaryIO | None = None
+        # Unbuffered: a write the disk cannot take fails in write(), where the error is
+        # named, never later in a flush that nobody names.
+        self._file: io.FileIO | None = None
         # One writer per blob across threads and processes; the others wait, then find
         # the blob complete. flock-style locks vanish with their process, even on kill -9.
         # Imported here: it takes 15 ms, and runs of small blobs and warm runs never lock.
@@ -59,7 +62,7 @@ class PartialBlob:
         self._lock.acquire()
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
-            self._file = os.fdopen(fd, "r+b")
+            self._file = io.FileIO(fd, "r+")
         except BaseException:
             self._lock.release()
             raise
@@ -172,8 +175,10 @@ class PartialBlob:
 
     def write(self, chunk: bytes | memoryview) -> None:
         assert self._file is not None
+        view = memoryview(chunk)
         try:
-            self._file.write(chunk)
+            while view:
+                view = view[self._file.write(view) :]
         except OSError as exc:  # a full cache disk names the cache, not nothing
             raise OSError(exc.errno, exc.strerror, str(self.path)) from exc
 
