@@ -129,7 +129,8 @@ class Landing(Protocol):
     def write(self, chunk: bytes | memoryview) -> None: ...
 
     def writer(self) -> BinaryIO:
-        """A handle of its own (for one piece's thread), blob offsets from 0."""
+        """A handle of its own (a piece's thread writes through it; the pieces are read
+        back through one to be hashed), blob offsets from 0."""
         ...
 
     def split(self, start: int, piece_size: int) -> list[tuple[int, int, int]]:
@@ -137,8 +138,6 @@ class Landing(Protocol):
         ...
 
     def piece_done(self, index: int) -> None: ...
-
-    def verify_pieces(self, verified: Verifier | None) -> None: ...
 
     def restart(self) -> None:
         """From the first byte again."""

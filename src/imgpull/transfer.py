@@ -137,10 +137,11 @@ def transfer_blob(
     for attempt in range(_MAX_BAD_COPIES):
         try:
             streamed: Callable[[int], None] | None = None
-            landing = sink.landing(descriptor) if isinstance(sink, PlacingSink) else None
             if store is not None:
                 content = _from_store(source, store, descriptor, reporter, progress)
-            elif landing is not None:
+            elif (
+                isinstance(sink, PlacingSink) and (landing := sink.landing(descriptor)) is not None
+            ):
                 reporter.started(descriptor, "downloading")
                 with landing:
                     content = _download(source, descriptor, landing, reporter, progress)
@@ -206,11 +207,29 @@ def _pieces(
     assert isinstance(source, PieceSource)
     source.fetch_pieces(descriptor, missing, partial.writer, partial.piece_done, progress)
     try:
-        partial.verify_pieces(verified)
+        partial.verifier = _hash_landed(partial, descriptor, verified)
     except DigestMismatchError:
         partial.discard()
         raise
     return partial.commit()
+
+
+def _hash_landed(landing: Landing, descriptor: Descriptor, verified: Verifier | None) -> Verifier:
+    """Hash what the pieces wrote: on from ``verified`` where this run split a stream
+    (its bytes are checked already), else the whole blob (an earlier run's pieces)."""
+    if verified is None:
+        verifier = Verifier(descriptor.digest, descriptor.size, what=f"blob {descriptor.digest}")
+        offset = 0
+    else:
+        verifier, offset = verified, verified.received
+    with landing.writer() as handle:
+        handle.seek(offset)
+        left = descriptor.size - offset
+        while left and (chunk := handle.read(min(_READ, left))):
+            verifier.update(chunk)
+            left -= len(chunk)
+    verifier.verify()
+    return verifier
 
 
 def _progress(

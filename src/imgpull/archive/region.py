@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 from imgpull.digest import Verifier, VerifyingReader
 from imgpull.model import Descriptor
 
-_READ: Final = 1024 * 1024
 _O_BINARY: Final = getattr(os, "O_BINARY", 0)
 
 
@@ -90,7 +89,6 @@ class ArchiveRegion:
         self.what = what
         self.verifier = Verifier(descriptor.digest, descriptor.size, what=what)
         self._file: BinaryIO | None = None
-        self._start = 0
 
     def __enter__(self) -> Self:
         self._file = self.writer()
@@ -126,8 +124,7 @@ class ArchiveRegion:
     def split(self, start: int, piece_size: int) -> list[tuple[int, int, int]]:
         """The rest, from ``start``, as pieces (index, start, end)."""
         assert self._file is not None
-        self._file.flush()
-        self._start = start
+        self._file.flush()  # the stream's bytes, before the pieces' own handles write
         size = self.descriptor.size
         count = -(-(size - start) // piece_size)
         return [
@@ -137,23 +134,6 @@ class ArchiveRegion:
 
     def piece_done(self, index: int) -> None:
         """Nothing to record: an archive without a cache is not resumed by a later run."""
-
-    def verify_pieces(self, verified: Verifier | None) -> None:
-        """Hash what the pieces wrote, from where the stream's verified bytes end."""
-        assert self._file is not None
-        self._file.flush()
-        if verified is not None and verified.received == self._start:
-            self.verifier, offset = verified, self._start
-        else:
-            self.verifier = Verifier(self.descriptor.digest, self.descriptor.size, what=self.what)
-            offset = 0
-        with self.writer() as reader:
-            reader.seek(offset)
-            left = self.descriptor.size - offset
-            while left and (chunk := reader.read(min(_READ, left))):
-                self.verifier.update(chunk)
-                left -= len(chunk)
-        self.verifier.verify()
 
     def commit(self) -> PlacedBlob:
         """The blob, once every byte is in place and verified."""

@@ -112,7 +112,6 @@ class ArchiveSink:
                 blob_path(descriptor.digest), descriptor.size
             )
         self.tar.out.flush()  # the headers are on disk before any region is written
-        self._next = len(self._order)
         self._written.update(self._regions)
 
     def landing(self, descriptor: Descriptor) -> ArchiveRegion | None:

@@ -27,9 +27,9 @@ class PartialBlob:
     download is verified end to end exactly like a fresh one; ``verifier`` holds that
     state for the reader that continues it.
 
-    A big blob may instead be downloaded in pieces (:meth:`pieces`), written at their
+    A big blob may instead be downloaded in pieces (:meth:`split`), written at their
     offsets and recorded as done in a ``.pieces`` file beside it, so a later run fetches
-    only the missing ones; the whole file is verified at the end (:meth:`verify_file`).
+    only the missing ones; the transfer hashes the whole file at the end.
     """
 
     def __init__(self, store: BlobStore, path: Path, descriptor: Descriptor, what: str) -> None:
@@ -145,21 +145,6 @@ class PartialBlob:
         with self._write_lock:
             self._done.add(index)
             self._save_pieces()
-
-    def verify_pieces(self, verified: Verifier | None) -> None:
-        """Hash what the pieces brought: from the verified start when ``verified`` holds
-        its state (this run split a stream), else the whole file (an earlier run's)."""
-        assert self._file is not None
-        self._file.flush()
-        if verified is not None and verified.received == self._start:
-            self.verifier, offset = verified, self._start
-        else:
-            self.verifier = Verifier(self.descriptor.digest, self.descriptor.size, what=self.what)
-            offset = 0
-        self._file.seek(offset)
-        while chunk := self._file.read(READ_CHUNK):
-            self.verifier.update(chunk)
-        self.verifier.verify()
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
