@@ -4,7 +4,10 @@ next run does not wait on the same dead mirror first.
 A small JSON file (``endpoints.json`` in the cache directory), read once per run and
 written at its end, atomically and under a lock, so concurrent runs never leave a torn
 file (the last writer wins per endpoint). A failure is remembered for a day; a success
-after it forgets it. ``imgpull config`` shows the file, ``imgpull cache forget`` clears it.
+after it forgets it. Only failures are worth remembering, so a success is written down
+only when it forgets one: a run whose endpoints all answer writes nothing, and pays
+neither the write nor the lock's import (a fresh cache directory per run is common in
+CI). ``imgpull config`` shows the file, ``imgpull cache forget`` clears it.
 """
 
 from __future__ import annotations
@@ -21,9 +24,6 @@ from typing import Any, Final
 from imgpull.config.settings import RegistryHost
 
 FAILURE_TTL: Final = 24 * 3600.0
-# A success is written down again only when the one on record is older than this: a run
-# against endpoints that keep answering then writes nothing.
-SUCCESS_REFRESH: Final = 24 * 3600.0
 FILE_NAME: Final = "endpoints.json"
 _LIMIT: Final = 1024 * 1024
 
@@ -83,7 +83,7 @@ class EndpointMemory:
         entry = self._entry(registry, label)
         now = round(self._clock(), 1)
         if ok:
-            if not self._success_is_news(entry, now):
+            if not self._forgets_a_failure(entry):
                 return
             entry["ok"] = now
         else:
@@ -100,9 +100,9 @@ class EndpointMemory:
         return merged
 
     @staticmethod
-    def _success_is_news(entry: dict[str, Any], now: float) -> bool:
-        ok, failed = _number(entry.get("ok")), _number(entry.get("failed"))
-        return failed >= ok or now - ok > SUCCESS_REFRESH
+    def _forgets_a_failure(entry: dict[str, Any]) -> bool:
+        failed = entry.get("failed")
+        return isinstance(failed, int | float) and failed >= _number(entry.get("ok"))
 
     def save(self) -> None:
         """Write what this run learned (merged with what another run wrote meanwhile)."""

@@ -1,12 +1,12 @@
-"""Endpoint memory: failures are remembered for a day, and a run whose endpoints keep
-answering writes nothing (no file, no lock)."""
+"""Endpoint memory: failures are remembered for a day, and a run whose endpoints answer
+writes nothing (no file, no lock) unless an answer forgets a failure."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from imgpull.registry.memory import FAILURE_TTL, SUCCESS_REFRESH, EndpointMemory
+from imgpull.registry.memory import FAILURE_TTL, EndpointMemory
 
 
 class Clock:
@@ -25,10 +25,19 @@ def run(path: Path, clock: Clock, *records: tuple[str, bool]) -> EndpointMemory:
     return memory
 
 
-def test_a_first_answer_is_written_and_an_unchanged_one_is_not(tmp_path: Path) -> None:
+def test_answers_alone_write_nothing(tmp_path: Path) -> None:
     path, clock = tmp_path / "endpoints.json", Clock()
+    run(path, clock, ("mirror", True), ("registry", True))
+    assert not path.exists() and not (tmp_path / "endpoints.json.lock").exists()
+
+
+def test_an_answer_after_a_failure_forgets_it_and_is_written_once(tmp_path: Path) -> None:
+    path, clock = tmp_path / "endpoints.json", Clock()
+    memory = run(path, clock, ("mirror", False))
+    assert memory.failed_recently("docker.io", "mirror") == "timed out"
+    clock.now += 10
     run(path, clock, ("mirror", True))
-    assert json.loads(path.read_text())["registries"]["docker.io"]["mirror"]["ok"] == clock.now
+    assert EndpointMemory(path, clock=clock).failed_recently("docker.io", "mirror") is None
     before = path.stat()
     clock.now += 60
     run(path, clock, ("mirror", True))
@@ -36,23 +45,8 @@ def test_a_first_answer_is_written_and_an_unchanged_one_is_not(tmp_path: Path) -
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)  # not rewritten
 
 
-def test_an_answer_after_a_failure_forgets_it(tmp_path: Path) -> None:
+def test_a_failure_is_forgotten_after_a_day(tmp_path: Path) -> None:
     path, clock = tmp_path / "endpoints.json", Clock()
-    run(path, clock, ("mirror", True))
-    clock.now += 10
-    memory = run(path, clock, ("mirror", False))
-    assert memory.failed_recently("docker.io", "mirror") == "timed out"
-    clock.now += 10
-    run(path, clock, ("mirror", True))
+    run(path, clock, ("mirror", False))
+    clock.now += FAILURE_TTL + 1
     assert EndpointMemory(path, clock=clock).failed_recently("docker.io", "mirror") is None
-
-
-def test_a_failure_is_forgotten_after_a_day_and_old_answers_are_refreshed(tmp_path: Path) -> None:
-    path, clock = tmp_path / "endpoints.json", Clock()
-    run(path, clock, ("mirror", False), ("registry", True))
-    clock.now += max(FAILURE_TTL, SUCCESS_REFRESH) + 1
-    memory = EndpointMemory(path, clock=clock)
-    assert memory.failed_recently("docker.io", "mirror") is None
-    run(path, clock, ("registry", True))
-    entry = json.loads(path.read_text())["registries"]["docker.io"]["registry"]
-    assert entry["ok"] == clock.now
