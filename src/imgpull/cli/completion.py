@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from imgpull.cli.parser import build_parser
+
 Commands = Any  # argparse's _SubParsersAction, which it does not export
 
 SHELLS = ("bash", "zsh", "fish", "powershell")
@@ -401,7 +403,5 @@ def add_completion(commands: Commands) -> None:
 
 
 def cmd_completion(args: argparse.Namespace, stdin: TextIO) -> int:
-    from imgpull.cli.parser import build_parser  # it imports this module: not at the top
-
     sys.stdout.write(completion_script(args.shell, build_parser()))
     return 0

@@ -80,7 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _install_signal_handlers()
     try:
         _old_habit(arguments)
-        args = build_parser().parse_args(arguments)
+        command = arguments[0] if arguments and arguments[0] in COMMANDS else None
+        args = build_parser(command).parse_args(arguments)
         return int(args.run(args, sys.stdin))
     except ImgpullError as exc:
         if debug:

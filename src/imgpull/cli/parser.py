@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,6 @@ from imgpull.cli.commands import (
     cmd_push,
     cmd_tags,
 )
-from imgpull.cli.completion import add_completion
 from imgpull.cli.kube import add_images, add_rewrite
 from imgpull.cli.options import (
     Parser,
@@ -33,17 +33,14 @@ from imgpull.cli.options import (
     signature_options,
     size,
 )
-from imgpull.demo.cli import add_demo
 
 Commands = Any  # argparse's _SubParsersAction, which it does not export
 
-COMMANDS = (
-    "pull", "push", "copy", "images", "rewrite", "inspect", "tags", "login", "logout",
-    "config", "cache", "demo", "completion",
-)  # fmt: skip
 
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser; with ``command`` (one of COMMANDS), a parser that knows only that
+    command, which is all a run of it reads: building the other twelve, and importing
+    what they need, was a tenth of a small pull's start-up."""
     parser = Parser(
         prog="imgpull",
         description="Pull container images from OCI/Docker registries into archives that "
@@ -52,23 +49,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"imgpull {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     commands.required = True
-    for add in (
-        add_pull,
-        add_push,
-        add_copy,
-        add_images,
-        add_rewrite,
-        add_inspect,
-        add_tags,
-        add_login,
-        add_logout,
-        add_config,
-        add_cache,
-        add_demo,
-        add_completion,
-    ):
+    adders = _ADDERS if command is None else {command: _ADDERS[command]}
+    for add in adders.values():
         add(commands)
     return parser
+
+
+def add_demo(commands: Commands) -> None:
+    from imgpull.demo.cli import add_demo as add  # the demo's engines: only for `demo`
+
+    add(commands)
+
+
+def add_completion(commands: Commands) -> None:
+    from imgpull.cli.completion import add_completion as add  # only for `completion`
+
+    add(commands)
 
 
 def add_pull(commands: Commands) -> None:
@@ -263,3 +259,21 @@ def add_logout(commands: Commands) -> None:
     parser.add_argument("registry", nargs="?", default="docker.io", metavar="REGISTRY")
     common_options(parser)
     parser.set_defaults(run=cmd_logout)
+
+
+_ADDERS: dict[str, Callable[[Commands], None]] = {
+    "pull": add_pull,
+    "push": add_push,
+    "copy": add_copy,
+    "images": add_images,
+    "rewrite": add_rewrite,
+    "inspect": add_inspect,
+    "tags": add_tags,
+    "login": add_login,
+    "logout": add_logout,
+    "config": add_config,
+    "cache": add_cache,
+    "demo": add_demo,
+    "completion": add_completion,
+}
+COMMANDS = tuple(_ADDERS)

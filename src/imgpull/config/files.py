@@ -12,7 +12,6 @@ import ipaddress
 import json
 import os
 import sys
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,6 +109,8 @@ def _read_toml(path: Path) -> dict[str, Any] | None:
     text = _read(path)
     if text is None:
         return None
+    import tomllib  # a few ms of start-up, paid only where a file is there to parse
+
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
