@@ -88,13 +88,19 @@ def transfer(
             descriptor, users = item
             transfer_blob(source, sink, descriptor, users, store, reporter, action, cancelled)
 
-        run_parallel(jobs, blobs, one, on_cancel=on_cancel)
+        run_parallel(jobs, blobs, one, on_cancel=on_cancel, light=_latency_bound)
         digests = [_put_manifests(sink, placement, reporter) for placement in placements]
         sink.commit()
     except BaseException:
         sink.abort()
         raise
     return digests
+
+
+def _latency_bound(item: tuple[Descriptor, list[Placement]]) -> bool:
+    """A blob small enough that its round trips, not its bytes, take the time: such
+    blobs may run on -j more workers."""
+    return item[0].size <= SMALL_BLOB
 
 
 def _put_manifests(sink: ImageSink, placement: Placement, reporter: Reporter) -> Digest:

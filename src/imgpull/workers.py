@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -21,23 +22,43 @@ def run_parallel(
     work: Callable[[T, threading.Event], R],
     *,
     on_cancel: Callable[[], None] | None = None,
+    light: Callable[[T], bool] | None = None,
 ) -> list[R]:
     """Run ``work(task, cancelled)`` on a pool; the first failure cancels the rest, as
     does an interruption of the caller (Ctrl-C, SIGTERM). ``on_cancel`` is called then,
-    to wake workers blocked in I/O."""
+    to wake workers blocked in I/O.
+
+    At most ``jobs`` tasks run at once. With ``light``, the tasks it holds for (small
+    downloads, which wait on round trips rather than bandwidth) may also run on ``jobs``
+    more workers; the others never more than ``jobs`` at once. Tasks start in their
+    order, but a light one goes ahead of heavy ones while those have no worker free."""
     if not tasks:
         return []
     cancelled = threading.Event()
+    queue = _Queue(tasks, jobs, light)
 
-    def cancel(futures: Sequence[Future[R]]) -> None:
+    def cancel(futures: Sequence[Future[tuple[int, R] | None]]) -> None:
         cancelled.set()
+        queue.close()
         for future in futures:
             future.cancel()
         if on_cancel is not None:
             on_cancel()
 
-    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(tasks)))) as pool:
-        futures: list[Future[R]] = [pool.submit(work, t, cancelled) for t in tasks]
+    def next_task(_: int) -> tuple[int, R] | None:
+        taken = queue.take()
+        if taken is None:
+            return None
+        index, task, heavy = taken
+        try:
+            return index, work(task, cancelled)
+        finally:
+            queue.done(heavy)
+
+    workers = max(1, min(queue.workers, len(tasks)))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        # One future per task; each runs whichever task may start next.
+        futures = [pool.submit(next_task, i) for i in range(len(tasks))]
         try:
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
         except BaseException:
@@ -50,4 +71,51 @@ def run_parallel(
             errors = [f.exception() for f in futures if f.done() and not f.cancelled()]
             real = [e for e in errors if e is not None and not isinstance(e, Cancelled)]
             raise real[0] if real else failed.exception()  # type: ignore[misc]
-        return [f.result() for f in futures]
+        results = dict(outcome for f in futures if (outcome := f.result()) is not None)
+        return [results[i] for i in range(len(tasks))]
+
+
+class _Queue(Generic[T]):
+    """The tasks not started yet, handed out in their order, except that heavy ones
+    never run more than ``jobs`` at once."""
+
+    def __init__(self, tasks: Sequence[T], jobs: int, light: Callable[[T], bool] | None):
+        self.jobs = max(1, jobs)
+        self._light: deque[tuple[int, T]] = deque()
+        self._heavy: deque[tuple[int, T]] = deque()
+        for item in enumerate(tasks):
+            (self._light if light is not None and light(item[1]) else self._heavy).append(item)
+        self.workers = 2 * self.jobs if self._light else self.jobs
+        self._heavy_running = 0
+        self._closed = False
+        self._changed = threading.Condition()
+
+    def take(self) -> tuple[int, T, bool] | None:
+        """The next task that may start, waiting while only heavy ones are left and
+        ``jobs`` of them run; None once closed or empty."""
+        with self._changed:
+            while not self._closed and (self._light or self._heavy):
+                free = self._heavy_running < self.jobs
+                heavy_first = bool(self._heavy) and (
+                    not self._light or self._heavy[0][0] < self._light[0][0]
+                )
+                if free and heavy_first:
+                    self._heavy_running += 1
+                    index, task = self._heavy.popleft()
+                    return index, task, True
+                if self._light:
+                    index, task = self._light.popleft()
+                    return index, task, False
+                self._changed.wait()
+            return None
+
+    def done(self, heavy: bool) -> None:
+        if heavy:
+            with self._changed:
+                self._heavy_running -= 1
+                self._changed.notify_all()
+
+    def close(self) -> None:
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()

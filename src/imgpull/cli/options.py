@@ -161,7 +161,13 @@ def platform_options(parser: argparse.ArgumentParser, several: str, everything: 
 
 def jobs_option(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument(
-        "-j", "--jobs", type=int, default=4, metavar="N", help=f"parallel {what} (default 4)"
+        "-j",
+        "--jobs",
+        type=int,
+        default=4,
+        metavar="N",
+        help=f"parallel {what} (default 4; blobs under 1 MiB, which wait on round trips "
+        "more than on bandwidth, may use N more)",
     )
 
 
