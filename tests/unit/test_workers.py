@@ -120,3 +120,9 @@ def test_a_failure_wakes_workers_waiting_for_a_heavy_slot() -> None:
     with pytest.raises(ValueError, match="boom"):
         run_parallel(1, [0, 2, 4, 6, 1, 3], work, light=odd)
     assert time.monotonic() - started < 1.5
+
+
+def test_one_light_task_among_heavy_ones_adds_one_worker() -> None:
+    gauge = Gauge()
+    run_parallel(2, [0, 2, 4, 6, 8, 1], gauge.work, light=odd)
+    assert gauge.most["all"] <= 3 and gauge.most[False] <= 2
