@@ -3,7 +3,6 @@ writes nothing (no file, no lock) unless an answer forgets a failure."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from imgpull.registry.memory import FAILURE_TTL, EndpointMemory
