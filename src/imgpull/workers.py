@@ -31,8 +31,8 @@ def run_parallel(
     At most ``jobs`` tasks run at once. With ``light``, the tasks it holds for (small
     downloads, which wait on round trips rather than bandwidth) may also run on up to
     ``jobs`` more workers, one per light task; the others never more than ``jobs`` at
-    once. Tasks start in their
-    order, but a light one goes ahead of heavy ones while those have no worker free."""
+    once. Tasks start in their order, but a light one goes ahead of heavy ones while
+    those have no worker free."""
     if not tasks:
         return []
     cancelled = threading.Event()
