@@ -46,7 +46,7 @@ def run_parallel(
         if on_cancel is not None:
             on_cancel()
 
-    def next_task(_: int) -> tuple[int, R] | None:
+    def next_task() -> tuple[int, R] | None:
         taken = queue.take()
         if taken is None:
             return None
@@ -59,7 +59,7 @@ def run_parallel(
     workers = max(1, min(queue.workers, len(tasks)))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         # One future per task; each runs whichever task may start next.
-        futures = [pool.submit(next_task, i) for i in range(len(tasks))]
+        futures = [pool.submit(next_task) for _ in tasks]
         try:
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
         except BaseException:
